@@ -1,0 +1,182 @@
+"""The original code's spline formulation, re-implemented for benchmarks and comparison tests only.
+
+These functions reproduce what the LRS fork of the Neural Spline Flows code (hmdolatabadi/LRS_NF,
+REFERENCE 3.1, 3.2, 3.4) computes, step by step: boolean-mask indexing of the elements inside the
+box, derivative logits padded with log(exp(1 - min_derivative) - 1), bin search as
+sum(x >= knots) - 1 after nudging the last knot by 1e-6, both LRS pieces evaluated everywhere and
+blended with float masks, the LRS inverse in the expanded absolute-y form, and the RQ inverse with
+|b^2 - 4ac|. They take our parameter layout and return elementwise (outputs, logabsdet).
+
+The library does not use them: the data-dependent mask indexing costs copies and a host sync and
+defeats torch.compile, evaluating both pieces doubles the arithmetic, and the expanded LRS inverse
+(w_c - w_a) y + w_a y_a - w_c y_c cancels catastrophically in float32 when a bin is small
+relative to |y| (REFERENCE 3.5). lrsflows.splines writes the same maps with offsets instead.
+"""
+
+import math
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+
+LAMBDA_SCALE = 0.95
+LAMBDA_OFFSET = 0.025
+SEARCH_EPS = 1e-6
+
+
+def _with_linear_tails(inputs, logit_groups, spline_in_box, tail_bound, min_derivative):
+    """Identity outside [-B, B]; the box spline runs only on the elements gathered by a boolean mask.
+
+    logit_groups ends with the K-1 interior derivative logits, padded here with the logit whose
+    softplus makes the boundary derivatives 1 (up to rounding).
+    """
+    inside = (inputs >= -tail_bound) & (inputs <= tail_bound)
+    outside = ~inside
+    boundary_logit = math.log(math.exp(1.0 - min_derivative) - 1.0)
+    *shape_logits, derivative_logits = logit_groups
+    groups = [*shape_logits, F.pad(derivative_logits, (1, 1), value=boundary_logit)]
+
+    outputs = torch.zeros_like(inputs)
+    logabsdet = torch.zeros_like(inputs)
+    outputs[outside] = inputs[outside]
+    logabsdet[outside] = 0.0
+    outputs[inside], logabsdet[inside] = spline_in_box(inputs[inside], *(group[inside, :] for group in groups))
+    return outputs, logabsdet
+
+
+def _check_domain(inputs, bound):
+    """The original raises InputOutsideDomain here; the min/max forces a host sync on every call."""
+    if torch.min(inputs) < -bound or torch.max(inputs) > bound:
+        raise ValueError("inputs outside the spline's box")
+
+
+def _cumulative_knots(logits, min_size, low, high):
+    """Softmax + minimum size, cumsum padded with 0, end knots overwritten, sizes re-differenced."""
+    num_bins = logits.shape[-1]
+    if min_size * num_bins > 1.0:
+        raise ValueError("minimal bin size too large for the number of bins")
+    sizes = min_size + (1 - min_size * num_bins) * F.softmax(logits, dim=-1)
+    knots = (high - low) * F.pad(torch.cumsum(sizes, dim=-1), (1, 0), value=0.0) + low
+    knots = torch.cat([torch.full_like(knots[..., :1], low), knots[..., 1:-1], torch.full_like(knots[..., :1], high)], dim=-1)
+    return knots, knots[..., 1:] - knots[..., :-1]
+
+
+def _search_bins(knots, values):
+    """Bin index as sum(values >= knots) - 1, with eps added to the last knot (the original mutates it in place)."""
+    nudged = torch.cat([knots[..., :-1], knots[..., -1:] + SEARCH_EPS], dim=-1)
+    return (torch.sum(values[..., None] >= nudged, dim=-1) - 1)[..., None]
+
+
+def _pick(tensor, index):
+    """The entry of `tensor` in each element's bin."""
+    return tensor.gather(-1, index)[..., 0]
+
+
+class _Bin(NamedTuple):
+    """Each element's bin: index, left knots, sizes, slope and end derivatives."""
+
+    index: torch.Tensor
+    x_start: torch.Tensor
+    width: torch.Tensor
+    y_start: torch.Tensor
+    height: torch.Tensor
+    slope: torch.Tensor
+    d_start: torch.Tensor
+    d_end: torch.Tensor
+
+
+def _bin_geometry(inputs, width_logits, height_logits, derivative_logits, inverse, bound, min_bin_width, min_bin_height, min_derivative):
+    """Per-element bin quantities exactly as the original gathers them."""
+    _check_domain(inputs, bound)
+    x_knots, widths = _cumulative_knots(width_logits, min_bin_width, -bound, bound)
+    y_knots, heights = _cumulative_knots(height_logits, min_bin_height, -bound, bound)
+    derivatives = min_derivative + F.softplus(derivative_logits)
+    index = _search_bins(y_knots if inverse else x_knots, inputs)
+    return _Bin(
+        index=index,
+        x_start=_pick(x_knots, index),
+        width=_pick(widths, index),
+        y_start=_pick(y_knots, index),
+        height=_pick(heights, index),
+        slope=_pick(heights / widths, index),
+        d_start=_pick(derivatives, index),
+        d_end=_pick(derivatives[..., 1:], index),
+    )
+
+
+def _lrs_in_box(inputs, width_logits, height_logits, lambda_logits, derivative_logits, inverse, bound, min_sizes):
+    """REFERENCE 3.4.3 / 3.4.4 verbatim: both pieces computed, float masks, absolute y in the inverse."""
+    in_bin = _bin_geometry(inputs, width_logits, height_logits, derivative_logits, inverse, bound, *min_sizes)
+    lam = _pick(LAMBDA_SCALE * torch.sigmoid(lambda_logits) + LAMBDA_OFFSET, in_bin.index)
+    w_a = 1
+    w_b = torch.sqrt(in_bin.d_start / in_bin.d_end) * w_a
+    w_c = (lam * w_a * in_bin.d_start + (1 - lam) * w_b * in_bin.d_end) / in_bin.slope
+    y_a = in_bin.y_start
+    y_b = in_bin.height + in_bin.y_start
+    y_c = ((1 - lam) * w_a * y_a + lam * w_b * y_b) / ((1 - lam) * w_a + lam * w_b)
+
+    if inverse:
+        y = inputs
+        first, second = (y <= y_c).float(), (y > y_c).float()
+        numerator = (lam * w_a * (y_a - y)) * first + ((w_c - lam * w_b) * y + lam * w_b * y_b - w_c * y_c) * second
+        denominator = ((w_c - w_a) * y + w_a * y_a - w_c * y_c) * first + ((w_c - w_b) * y + w_b * y_b - w_c * y_c) * second
+        outputs = numerator / denominator * in_bin.width + in_bin.x_start
+        derivative_numerator = (w_a * w_c * lam * (y_c - y_a) * first + w_b * w_c * (1 - lam) * (y_b - y_c) * second) * in_bin.width
+    else:
+        theta = (inputs - in_bin.x_start) / in_bin.width
+        first, second = (theta <= lam).float(), (theta > lam).float()
+        numerator = (w_a * y_a * (lam - theta) + w_c * y_c * theta) * first + (w_c * y_c * (1 - theta) + w_b * y_b * (theta - lam)) * second
+        denominator = (w_a * (lam - theta) + w_c * theta) * first + (w_c * (1 - theta) + w_b * (theta - lam)) * second
+        outputs = numerator / denominator
+        derivative_numerator = (w_a * w_c * lam * (y_c - y_a) * first + w_b * w_c * (1 - lam) * (y_b - y_c) * second) / in_bin.width
+    return outputs, torch.log(derivative_numerator) - 2 * torch.log(torch.abs(denominator))
+
+
+def _rq_in_box(inputs, width_logits, height_logits, derivative_logits, inverse, bound, min_sizes):
+    """REFERENCE 3.2 verbatim, with the LRS fork's |b^2 - 4ac| (its >= 0 assertion is then vacuous)."""
+    in_bin = _bin_geometry(inputs, width_logits, height_logits, derivative_logits, inverse, bound, *min_sizes)
+    slope, d_start, d_end = in_bin.slope, in_bin.d_start, in_bin.d_end
+    curvature = d_start + d_end - 2 * slope
+
+    if inverse:
+        rise = inputs - in_bin.y_start
+        a = rise * curvature + in_bin.height * (slope - d_start)
+        b = in_bin.height * d_start - rise * curvature
+        c = -slope * rise
+        discriminant = torch.abs(b.pow(2) - 4 * a * c)
+        theta = (2 * c) / (-b - torch.sqrt(discriminant))
+    else:
+        theta = (inputs - in_bin.x_start) / in_bin.width
+
+    theta_one_minus_theta = theta * (1 - theta)
+    denominator = slope + curvature * theta_one_minus_theta
+    derivative_numerator = slope.pow(2) * (d_end * theta.pow(2) + 2 * slope * theta_one_minus_theta + d_start * (1 - theta).pow(2))
+    logabsdet = torch.log(derivative_numerator) - 2 * torch.log(denominator)
+    if inverse:
+        return theta * in_bin.width + in_bin.x_start, -logabsdet
+    outputs = in_bin.y_start + in_bin.height * (slope * theta.pow(2) + d_start * theta_one_minus_theta) / denominator
+    return outputs, logabsdet
+
+
+def original_lrs(inputs, params, inverse=False, tail_bound=3.0, min_bin_width=1e-3, min_bin_height=1e-3, min_derivative=1e-3):
+    """The original unconstrained rational linear spline (linear tails); params last dim 4K-1."""
+    num_bins = (params.shape[-1] + 1) // 4
+    logit_groups = params.split([num_bins, num_bins, num_bins, num_bins - 1], dim=-1)
+    min_sizes = (min_bin_width, min_bin_height, min_derivative)
+
+    def spline_in_box(values, *groups):
+        return _lrs_in_box(values, *groups, inverse, tail_bound, min_sizes)
+
+    return _with_linear_tails(inputs, logit_groups, spline_in_box, tail_bound, min_derivative)
+
+
+def original_rq(inputs, params, inverse=False, tail_bound=3.0, min_bin_width=1e-3, min_bin_height=1e-3, min_derivative=1e-3):
+    """The original unconstrained rational-quadratic spline (linear tails); params last dim 3K-1."""
+    num_bins = (params.shape[-1] + 1) // 3
+    logit_groups = params.split([num_bins, num_bins, num_bins - 1], dim=-1)
+    min_sizes = (min_bin_width, min_bin_height, min_derivative)
+
+    def spline_in_box(values, *groups):
+        return _rq_in_box(values, *groups, inverse, tail_bound, min_sizes)
+
+    return _with_linear_tails(inputs, logit_groups, spline_in_box, tail_bound, min_derivative)

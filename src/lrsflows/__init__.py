@@ -1,0 +1,1 @@
+"""lrsflows: Linear Rational Spline flows and their RQ-NSF / Q-NSF baselines."""

@@ -1,0 +1,1 @@
+"""Datasets: 2-D synthetic densities (tabular and image loaders follow)."""

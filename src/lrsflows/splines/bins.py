@@ -1,0 +1,63 @@
+"""Knot construction and bin lookup shared by every spline family.
+
+All tensors carry one element's spline along the last dimension, so the same code serves
+coupling layers ([B, D, K]) and image layers ([B, C, H, W, K]).
+"""
+
+import torch
+import torch.nn.functional as F
+
+
+def bin_knots(logits: torch.Tensor, min_size: float, low: float, high: float) -> torch.Tensor:
+    """Knots low = k_0 < ... < k_K = high from unnormalised bin sizes (softmax + minimum size).
+
+    The end knots are set exactly, so a value on the box boundary lands on a knot.
+    """
+    num_bins = logits.shape[-1]
+    if min_size * num_bins > 1.0:
+        raise ValueError(
+            f"minimum bin size {min_size} times {num_bins} bins exceeds 1; lower the minimum or the bin count."
+        )
+    sizes = min_size + (1.0 - min_size * num_bins) * torch.softmax(logits, dim=-1)
+    inner = torch.cumsum(sizes[..., :-1], dim=-1)
+    unit = F.pad(F.pad(inner, (1, 0), value=0.0), (0, 1), value=1.0)
+    return low + (high - low) * unit
+
+
+def knot_derivatives(logits: torch.Tensor, min_derivative: float, linear_tails: bool) -> torch.Tensor:
+    """Positive derivatives at all K+1 knots; with linear tails the two boundary ones are exactly 1.
+
+    The original pads the logits with log(exp(1 - min_derivative) - 1) so that softplus gives
+    1 up to rounding; padding the derivatives with 1.0 gives the C1 join with the identity exactly.
+    """
+    derivatives = min_derivative + F.softplus(logits)
+    if linear_tails:
+        derivatives = F.pad(derivatives, (1, 1), value=1.0)
+    return derivatives
+
+
+def find_bin(knots: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+    """Index k of the bin [k_k, k_{k+1}) holding each value, shape values.shape + (1,).
+
+    One rule for both directions: a value on a knot belongs to the bin it starts, the top knot to
+    the last bin. No knot is shifted by an epsilon, unlike the original code.
+    """
+    index = torch.searchsorted(knots, values.unsqueeze(-1), right=True) - 1
+    return index.clamp(0, knots.shape[-1] - 2)
+
+
+def gather_bin(tensor: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """The entry of `tensor` (last dim over bins or knots) at `index`, without the trailing dim."""
+    return torch.gather(tensor, -1, index).squeeze(-1)
+
+
+def gather_edges(knots: torch.Tensor, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The knots that start and end the selected bin, gathered in one call."""
+    both = torch.gather(knots, -1, torch.cat([index, index + 1], dim=-1))
+    return both[..., 0], both[..., 1]
+
+
+def safe_sqrt(value: torch.Tensor) -> torch.Tensor:
+    """sqrt(max(value, 0)) whose gradient is 0, not NaN, where rounding made the value <= 0."""
+    positive = value > 0
+    return torch.where(positive, torch.sqrt(torch.where(positive, value, torch.ones_like(value))), 0.0)

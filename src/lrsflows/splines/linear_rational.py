@@ -1,0 +1,86 @@
+"""Linear rational spline (LRS; Dolatabadi, Erfani & Leckie 2020, after Fuhr & Kallay 1992).
+
+Each bin [x_k, x_{k+1}] is split at x_m = x_k + lambda_k * w_k into two linear-rational pieces
+through (x_k, y_k), (x_m, y_c), (x_{k+1}, y_{k+1}) with weights w_a = 1, w_c, w_b = sqrt(d_k/d_{k+1})
+(REFERENCE 3.4). Both pieces are the same map on an interval of length L onto one of height H,
+
+    y - y_start = w_end * H * t / (w_start * (L - t) + w_end * t),
+
+and its inverse is the same map with (L, H) and (w_start, w_end) swapped, so the inverse costs what
+the forward does. Everything is written with offsets from the piece's start: the original code's
+expanded inverse, (w_c - w_a) y + w_a y_a - w_c y_c, cancels catastrophically in float32.
+"""
+
+import torch
+
+from .bins import bin_knots, find_bin, gather_bin, gather_edges, knot_derivatives
+from .knots import Knots
+
+LAMBDA_SCALE = 0.95
+LAMBDA_OFFSET = 0.025
+
+
+def knots(params, bound, linear_tails, min_bin_width, min_bin_height, min_derivative) -> Knots:
+    """Layout per element: K widths | K heights | K lambda logits | K-1 (or K+1) derivatives."""
+    num_bins = (params.shape[-1] + (1 if linear_tails else -1)) // 4
+    widths, heights, lambdas, derivatives = params.split([num_bins, num_bins, num_bins, params.shape[-1] - 3 * num_bins], dim=-1)
+    return Knots(
+        x=bin_knots(widths, min_bin_width, -bound, bound),
+        y=bin_knots(heights, min_bin_height, -bound, bound),
+        derivatives=knot_derivatives(derivatives, min_derivative, linear_tails),
+        lambdas=LAMBDA_SCALE * torch.sigmoid(lambdas) + LAMBDA_OFFSET,
+    )
+
+
+def _rational_piece(t, length, height, weight_start, weight_end):
+    """Map t in [0, length] onto [0, height]; returns the offset and log of its derivative.
+
+    Every term of the denominator is non-negative, so it is at least min(weights) * length > 0.
+    """
+    t = torch.minimum(t.clamp_min(0.0), length)
+    denominator = weight_start * (length - t) + weight_end * t
+    offset = weight_end * height * t / denominator
+    log_derivative = torch.log(weight_start * weight_end * length * height) - 2.0 * torch.log(denominator)
+    return offset, log_derivative
+
+
+def linear_rational_spline(inputs, params, inverse, bound, linear_tails, min_bin_width, min_bin_height, min_derivative):
+    """LRS on the box [-bound, bound]; inputs must lie in the box."""
+    geometry = knots(params, bound, linear_tails, min_bin_width, min_bin_height, min_derivative)
+    index = find_bin(geometry.y if inverse else geometry.x, inputs)
+    x_start, x_end = gather_edges(geometry.x, index)
+    y_start, y_end = gather_edges(geometry.y, index)
+    d_start, d_end = gather_edges(geometry.derivatives, index)
+    lam = gather_bin(geometry.lambdas, index)
+
+    width, height = x_end - x_start, y_end - y_start
+    w_b = torch.sqrt(d_start / d_end)
+    w_c = (lam * d_start + (1.0 - lam) * w_b * d_end) * width / height
+    # Heights of the two pieces, y_c - y_k and y_{k+1} - y_c, each computed without a difference.
+    norm = (1.0 - lam) + lam * w_b
+    rise_first = height * lam * w_b / norm
+    rise_second = height * (1.0 - lam) / norm
+    run_first = lam * width
+    run_second = (1.0 - lam) * width
+
+    if inverse:
+        offset = inputs - y_start
+        first = offset <= rise_first
+        base = torch.where(first, x_start, x_start + run_first)
+        t = torch.where(first, offset, offset - rise_first)
+        length = torch.where(first, rise_first, rise_second)
+        height = torch.where(first, run_first, run_second)
+        weight_start = torch.where(first, w_c, w_b)
+        weight_end = torch.where(first, 1.0, w_c)
+    else:
+        offset = inputs - x_start
+        first = offset <= run_first
+        base = torch.where(first, y_start, y_start + rise_first)
+        t = torch.where(first, offset, offset - run_first)
+        length = torch.where(first, run_first, run_second)
+        height = torch.where(first, rise_first, rise_second)
+        weight_start = torch.where(first, 1.0, w_c)
+        weight_end = torch.where(first, w_c, w_b)
+
+    piece, log_derivative = _rational_piece(t, length, height, weight_start, weight_end)
+    return base + piece, log_derivative

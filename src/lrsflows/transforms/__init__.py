@@ -1,0 +1,1 @@
+"""Invertible layers: base classes, spline and affine couplings, autoregressive, linear, normalisation, reshape."""

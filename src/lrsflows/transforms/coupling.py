@@ -1,0 +1,88 @@
+"""Coupling layers (REFERENCE 2.1): half the features condition an element-wise map of the other half."""
+
+import math
+
+import torch
+from torch import nn
+
+from .base import Transform, sum_except_batch
+
+
+def alternating_mask(features: int, even: bool = True) -> torch.Tensor:
+    """Tabular/2-D mask: transform features 0, 2, 4, ... (even) or 1, 3, 5, ... (odd)."""
+    mask = torch.zeros(features, dtype=torch.bool)
+    mask[0 if even else 1 :: 2] = True
+    return mask
+
+
+def mid_split_mask(channels: int) -> torch.Tensor:
+    """Image mask: transform the first ceil(C/2) channels, condition on the rest."""
+    mask = torch.zeros(channels, dtype=torch.bool)
+    mask[: (channels + 1) // 2] = True
+    return mask
+
+
+class CouplingTransform(Transform):
+    """Element-wise map of the masked features whose parameters are predicted from the others.
+
+    mask[i] True marks feature (or channel) i as transformed. `make_conditioner(in, out)` builds the
+    network mapping the identity features to out = transformed * num_params outputs, read as
+    [B, transformed, num_params, *spatial] so one element's parameters are contiguous. Bin-size
+    logits are multiplied by `size_logit_scale` (the original's 1/sqrt(hidden)). With
+    `unconditional_identity`, the identity features pass through the same map with free parameters
+    (U[0,1) init, as the original), applied after the conditioner reads them.
+    """
+
+    def __init__(self, mask, make_conditioner, elementwise, size_logit_scale=1.0, unconditional_identity=False):
+        super().__init__()
+        mask = torch.as_tensor(mask, dtype=torch.bool)
+        if mask.all() or not mask.any():
+            raise ValueError("a coupling mask must transform some features and keep others.")
+        self.register_buffer("transform_index", mask.nonzero().squeeze(1))
+        self.register_buffer("identity_index", (~mask).nonzero().squeeze(1))
+        self.register_buffer("merge_index", torch.argsort(torch.cat([self.identity_index, self.transform_index])))
+        self.elementwise = elementwise
+        self.size_logit_scale = size_logit_scale
+        num_transform = len(self.transform_index)
+        self.conditioner = make_conditioner(len(self.identity_index), num_transform * elementwise.num_params)
+        self.identity_params = (
+            nn.Parameter(torch.rand(len(self.identity_index), elementwise.num_params)) if unconditional_identity else None
+        )
+
+    def _params(self, identity, context):
+        raw = self.conditioner(identity, context)
+        shape = (raw.shape[0], len(self.transform_index), self.elementwise.num_params) + raw.shape[2:]
+        params = raw.reshape(shape).movedim(2, -1)
+        if self.size_logit_scale != 1.0:
+            sizes = self.elementwise.num_size_logits
+            params = torch.cat([params[..., :sizes] * self.size_logit_scale, params[..., sizes:]], dim=-1)
+        return params
+
+    def _identity_map(self, identity, inverse):
+        if self.identity_params is None:
+            return identity, identity.new_zeros(identity.shape[0])
+        params = self.identity_params.reshape(self.identity_params.shape[:1] + (1,) * (identity.dim() - 2) + self.identity_params.shape[1:])
+        outputs, logabsdet = self.elementwise(identity, params.expand(identity.shape + params.shape[-1:]), inverse)
+        return outputs, sum_except_batch(logabsdet)
+
+    def _couple(self, inputs, context, inverse):
+        identity = inputs.index_select(1, self.identity_index)
+        transform = inputs.index_select(1, self.transform_index)
+        if inverse:  # undo the unconditional map first: the conditioner saw the raw identity features
+            identity, identity_logabsdet = self._identity_map(identity, inverse=True)
+        transformed, logabsdet = self.elementwise(transform, self._params(identity, context), inverse)
+        if not inverse:
+            identity, identity_logabsdet = self._identity_map(identity, inverse=False)
+        outputs = torch.cat([identity, transformed.to(inputs.dtype)], dim=1).index_select(1, self.merge_index)
+        return outputs, sum_except_batch(logabsdet) + identity_logabsdet
+
+    def forward(self, inputs, context=None):
+        return self._couple(inputs, context, inverse=False)
+
+    def inverse(self, inputs, context=None):
+        return self._couple(inputs, context, inverse=True)
+
+
+def hidden_scale(hidden_features: int) -> float:
+    """The original coupling layers divide width/height logits by sqrt(hidden features)."""
+    return 1.0 / math.sqrt(hidden_features)

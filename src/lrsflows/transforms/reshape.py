@@ -1,0 +1,143 @@
+"""Parameter-free transforms around the learnt steps of image flows (REFERENCE 4.2).
+
+Squeeze and the multi-scale split rearrange pixels between levels, Flatten hands the result to a
+flat base density, and AffineScalar / Logit are the fixed preprocessing maps from pixel values to
+the flow's working range (their log-dets belong to the density, so bits/dim are in pixel units).
+"""
+
+import math
+
+import torch
+from torch.nn import functional as F
+
+from .base import Transform, sum_except_batch
+
+
+class Squeeze(Transform):
+    """Space-to-depth: [B, C, H, W] -> [B, C f^2, H/f, W/f] so couplings can mix neighbouring pixels.
+
+    Output channel c f^2 + i f + j holds the pixel at offset (i, j) of each f x f block of channel c,
+    the ordering of nflows' SqueezeTransform (and of pixel_unshuffle). Log-det 0.
+    """
+
+    def __init__(self, factor: int = 2):
+        super().__init__()
+        self.factor = factor
+
+    def forward(self, inputs, context=None):
+        if inputs.dim() != 4 or inputs.shape[2] % self.factor or inputs.shape[3] % self.factor:
+            raise ValueError(
+                f"Squeeze needs [B, C, H, W] inputs with H and W divisible by {self.factor}, got shape {tuple(inputs.shape)}."
+            )
+        return F.pixel_unshuffle(inputs, self.factor), inputs.new_zeros(inputs.shape[0])
+
+    def inverse(self, inputs, context=None):
+        if inputs.dim() != 4 or inputs.shape[1] % self.factor**2:
+            raise ValueError(
+                f"Squeeze.inverse needs [B, C, H, W] inputs with C divisible by {self.factor**2}, got shape {tuple(inputs.shape)}."
+            )
+        return F.pixel_shuffle(inputs, self.factor), inputs.new_zeros(inputs.shape[0])
+
+
+class Flatten(Transform):
+    """[B, *shape] -> [B, prod(shape)], so a single-scale image flow ends in a flat vector. Log-det 0."""
+
+    def __init__(self, shape):
+        super().__init__()
+        self.shape = tuple(shape)
+
+    def forward(self, inputs, context=None):
+        if tuple(inputs.shape[1:]) != self.shape:
+            raise ValueError(f"Flatten expects inputs of shape [B, {', '.join(map(str, self.shape))}], got {tuple(inputs.shape)}.")
+        return inputs.reshape(inputs.shape[0], -1), inputs.new_zeros(inputs.shape[0])
+
+    def inverse(self, inputs, context=None):
+        return inputs.reshape((inputs.shape[0],) + self.shape), inputs.new_zeros(inputs.shape[0])
+
+
+class MultiscaleComposite(Transform):
+    """Glow/RealNVP multi-scale architecture with nflows' MultiscaleCompositeTransform semantics.
+
+    After each level but the last, the level's output is halved along channels (torch.chunk: the
+    first ceil(C/2) channels) and that half is factored out straight to the output, so deeper levels
+    work on fewer dimensions. The output is the flat concatenation [B, C*H*W] of the factored-out
+    parts in level order, then the last level's output. `level_output_shapes[i]` is the (C, H, W)
+    that level i produces; the inverse needs it to cut the flat vector back into pieces.
+    """
+
+    def __init__(self, levels, level_output_shapes):
+        super().__init__()
+        if len(levels) != len(level_output_shapes) or not levels:
+            raise ValueError("MultiscaleComposite needs one output shape per level and at least one level.")
+        self.levels = torch.nn.ModuleList(levels)
+        self.level_output_shapes = [tuple(shape) for shape in level_output_shapes]
+        for shape in self.level_output_shapes[:-1]:
+            if shape[0] < 2:
+                raise ValueError(f"a level that is split needs at least 2 channels, got output shape {shape}.")
+        # Shapes of the pieces written to the output: the factored-out halves, then the last level's output.
+        self.piece_shapes = [((channels + 1) // 2,) + rest for channels, *rest in self.level_output_shapes[:-1]]
+        self.piece_shapes.append(self.level_output_shapes[-1])
+
+    def forward(self, inputs, context=None):
+        batch_size = inputs.shape[0]
+        hidden, total, pieces = inputs, inputs.new_zeros(batch_size), []
+        for index, level in enumerate(self.levels):
+            hidden, logabsdet = level(hidden, context)
+            total = total + logabsdet
+            if index < len(self.levels) - 1:
+                factored, hidden = torch.chunk(hidden, 2, dim=1)
+                pieces.append(factored.reshape(batch_size, -1))
+        pieces.append(hidden.reshape(batch_size, -1))
+        return torch.cat(pieces, dim=1), total
+
+    def inverse(self, inputs, context=None):
+        batch_size = inputs.shape[0]
+        pieces = inputs.split([math.prod(shape) for shape in self.piece_shapes], dim=1)
+        pieces = [piece.reshape((batch_size,) + shape) for piece, shape in zip(pieces, self.piece_shapes)]
+        hidden, total = pieces[-1], inputs.new_zeros(batch_size)
+        for index in reversed(range(len(self.levels))):
+            if index < len(self.levels) - 1:
+                hidden = torch.cat([pieces[index], hidden], dim=1)
+            hidden, logabsdet = self.levels[index].inverse(hidden, context)
+            total = total + logabsdet
+        return hidden, total
+
+
+class AffineScalar(Transform):
+    """x -> x * scale + shift with constants, e.g. 'glow' preprocessing x / 2^n - 0.5; log-det D log|scale|."""
+
+    def __init__(self, scale: float = 1.0, shift: float = 0.0):
+        super().__init__()
+        if scale == 0:
+            raise ValueError("AffineScalar needs a non-zero scale to be invertible.")
+        self.scale = float(scale)
+        self.shift = float(shift)
+
+    def _logabsdet(self, inputs):
+        return inputs.new_full((inputs.shape[0],), math.prod(inputs.shape[1:]) * math.log(abs(self.scale)))
+
+    def forward(self, inputs, context=None):
+        return inputs * self.scale + self.shift, self._logabsdet(inputs)
+
+    def inverse(self, inputs, context=None):
+        return (inputs - self.shift) / self.scale, -self._logabsdet(inputs)
+
+
+class Logit(Transform):
+    """x in (0, 1) -> log(x / (1 - x)), RealNVP's map of squashed pixels to an unbounded space.
+
+    As nflows, inputs are clamped to [eps, 1 - eps] first so a dequantised pixel that rounds to 0
+    or 1 gives a finite value.
+    """
+
+    def __init__(self, eps: float = 1e-6):
+        super().__init__()
+        self.eps = eps
+
+    def forward(self, inputs, context=None):
+        inputs = inputs.clamp(self.eps, 1 - self.eps)
+        outputs = torch.log(inputs) - torch.log1p(-inputs)
+        return outputs, -sum_except_batch(torch.log(inputs) + torch.log1p(-inputs))
+
+    def inverse(self, inputs, context=None):
+        return torch.sigmoid(inputs), sum_except_batch(F.logsigmoid(inputs) + F.logsigmoid(-inputs))
