@@ -7,8 +7,8 @@ sum(x >= knots) - 1 after nudging the last knot by 1e-6, both LRS pieces evaluat
 blended with float masks, the LRS inverse in the expanded absolute-y form, and the RQ inverse with
 |b^2 - 4ac|. They take our parameter layout and return elementwise (outputs, logabsdet).
 
-The library does not use them: the data-dependent mask indexing costs copies and a host sync and
-defeats torch.compile, evaluating both pieces doubles the arithmetic, and the expanded LRS inverse
+The library does not use them: the data-dependent mask indexing costs copies (and a device-host sync on GPU),
+makes shapes data-dependent for torch.compile, evaluating both pieces doubles the arithmetic, and the expanded LRS inverse
 (w_c - w_a) y + w_a y_a - w_c y_c cancels catastrophically in float32 when a bin is small
 relative to |y| (REFERENCE 3.5). lrsflows.splines writes the same maps with offsets instead.
 """
@@ -57,12 +57,13 @@ def _cumulative_knots(logits, min_size, low, high):
         raise ValueError("minimal bin size too large for the number of bins")
     sizes = min_size + (1 - min_size * num_bins) * F.softmax(logits, dim=-1)
     knots = (high - low) * F.pad(torch.cumsum(sizes, dim=-1), (1, 0), value=0.0) + low
-    knots = torch.cat([torch.full_like(knots[..., :1], low), knots[..., 1:-1], torch.full_like(knots[..., :1], high)], dim=-1)
+    ends = torch.full_like(knots[..., :1], low), torch.full_like(knots[..., :1], high)
+    knots = torch.cat([ends[0], knots[..., 1:-1], ends[1]], dim=-1)
     return knots, knots[..., 1:] - knots[..., :-1]
 
 
 def _search_bins(knots, values):
-    """Bin index as sum(values >= knots) - 1, with eps added to the last knot (the original mutates it in place)."""
+    """Bin index as sum(values >= knots) - 1 after adding eps to the last knot (the original does so in place)."""
     nudged = torch.cat([knots[..., :-1], knots[..., -1:] + SEARCH_EPS], dim=-1)
     return (torch.sum(values[..., None] >= nudged, dim=-1) - 1)[..., None]
 
@@ -85,8 +86,9 @@ class _Bin(NamedTuple):
     d_end: torch.Tensor
 
 
-def _bin_geometry(inputs, width_logits, height_logits, derivative_logits, inverse, bound, min_bin_width, min_bin_height, min_derivative):
+def _bin_geometry(inputs, width_logits, height_logits, derivative_logits, inverse, bound, minimums):
     """Per-element bin quantities exactly as the original gathers them."""
+    min_bin_width, min_bin_height, min_derivative = minimums
     _check_domain(inputs, bound)
     x_knots, widths = _cumulative_knots(width_logits, min_bin_width, -bound, bound)
     y_knots, heights = _cumulative_knots(height_logits, min_bin_height, -bound, bound)
@@ -104,9 +106,9 @@ def _bin_geometry(inputs, width_logits, height_logits, derivative_logits, invers
     )
 
 
-def _lrs_in_box(inputs, width_logits, height_logits, lambda_logits, derivative_logits, inverse, bound, min_sizes):
+def _lrs_in_box(inputs, width_logits, height_logits, lambda_logits, derivative_logits, inverse, bound, minimums):
     """REFERENCE 3.4.3 / 3.4.4 verbatim: both pieces computed, float masks, absolute y in the inverse."""
-    in_bin = _bin_geometry(inputs, width_logits, height_logits, derivative_logits, inverse, bound, *min_sizes)
+    in_bin = _bin_geometry(inputs, width_logits, height_logits, derivative_logits, inverse, bound, minimums)
     lam = _pick(LAMBDA_SCALE * torch.sigmoid(lambda_logits) + LAMBDA_OFFSET, in_bin.index)
     w_a = 1
     w_b = torch.sqrt(in_bin.d_start / in_bin.d_end) * w_a
@@ -118,23 +120,30 @@ def _lrs_in_box(inputs, width_logits, height_logits, lambda_logits, derivative_l
     if inverse:
         y = inputs
         first, second = (y <= y_c).float(), (y > y_c).float()
-        numerator = (lam * w_a * (y_a - y)) * first + ((w_c - lam * w_b) * y + lam * w_b * y_b - w_c * y_c) * second
-        denominator = ((w_c - w_a) * y + w_a * y_a - w_c * y_c) * first + ((w_c - w_b) * y + w_b * y_b - w_c * y_c) * second
+        numerator = (lam * w_a * (y_a - y)) * first + (
+            (w_c - lam * w_b) * y + lam * w_b * y_b - w_c * y_c
+        ) * second
+        denominator = ((w_c - w_a) * y + w_a * y_a - w_c * y_c) * first + (
+            (w_c - w_b) * y + w_b * y_b - w_c * y_c
+        ) * second
         outputs = numerator / denominator * in_bin.width + in_bin.x_start
-        derivative_numerator = (w_a * w_c * lam * (y_c - y_a) * first + w_b * w_c * (1 - lam) * (y_b - y_c) * second) * in_bin.width
     else:
         theta = (inputs - in_bin.x_start) / in_bin.width
         first, second = (theta <= lam).float(), (theta > lam).float()
-        numerator = (w_a * y_a * (lam - theta) + w_c * y_c * theta) * first + (w_c * y_c * (1 - theta) + w_b * y_b * (theta - lam)) * second
+        numerator = (w_a * y_a * (lam - theta) + w_c * y_c * theta) * first + (
+            w_c * y_c * (1 - theta) + w_b * y_b * (theta - lam)
+        ) * second
         denominator = (w_a * (lam - theta) + w_c * theta) * first + (w_c * (1 - theta) + w_b * (theta - lam)) * second
         outputs = numerator / denominator
-        derivative_numerator = (w_a * w_c * lam * (y_c - y_a) * first + w_b * w_c * (1 - lam) * (y_b - y_c) * second) / in_bin.width
+    piece_numerator = w_a * w_c * lam * (y_c - y_a) * first + w_b * w_c * (1 - lam) * (y_b - y_c) * second
+    # dx/dy = piece_numerator * width / den^2 for the inverse, dy/dx = piece_numerator / (width * den^2) forward.
+    derivative_numerator = piece_numerator * in_bin.width if inverse else piece_numerator / in_bin.width
     return outputs, torch.log(derivative_numerator) - 2 * torch.log(torch.abs(denominator))
 
 
-def _rq_in_box(inputs, width_logits, height_logits, derivative_logits, inverse, bound, min_sizes):
+def _rq_in_box(inputs, width_logits, height_logits, derivative_logits, inverse, bound, minimums):
     """REFERENCE 3.2 verbatim, with the LRS fork's |b^2 - 4ac| (its >= 0 assertion is then vacuous)."""
-    in_bin = _bin_geometry(inputs, width_logits, height_logits, derivative_logits, inverse, bound, *min_sizes)
+    in_bin = _bin_geometry(inputs, width_logits, height_logits, derivative_logits, inverse, bound, minimums)
     slope, d_start, d_end = in_bin.slope, in_bin.d_start, in_bin.d_end
     curvature = d_start + d_end - 2 * slope
 
@@ -150,7 +159,9 @@ def _rq_in_box(inputs, width_logits, height_logits, derivative_logits, inverse, 
 
     theta_one_minus_theta = theta * (1 - theta)
     denominator = slope + curvature * theta_one_minus_theta
-    derivative_numerator = slope.pow(2) * (d_end * theta.pow(2) + 2 * slope * theta_one_minus_theta + d_start * (1 - theta).pow(2))
+    derivative_numerator = slope.pow(2) * (
+        d_end * theta.pow(2) + 2 * slope * theta_one_minus_theta + d_start * (1 - theta).pow(2)
+    )
     logabsdet = torch.log(derivative_numerator) - 2 * torch.log(denominator)
     if inverse:
         return theta * in_bin.width + in_bin.x_start, -logabsdet
@@ -158,25 +169,29 @@ def _rq_in_box(inputs, width_logits, height_logits, derivative_logits, inverse, 
     return outputs, logabsdet
 
 
-def original_lrs(inputs, params, inverse=False, tail_bound=3.0, min_bin_width=1e-3, min_bin_height=1e-3, min_derivative=1e-3):
+def original_lrs(
+    inputs, params, inverse=False, tail_bound=3.0, min_bin_width=1e-3, min_bin_height=1e-3, min_derivative=1e-3
+):
     """The original unconstrained rational linear spline (linear tails); params last dim 4K-1."""
     num_bins = (params.shape[-1] + 1) // 4
     logit_groups = params.split([num_bins, num_bins, num_bins, num_bins - 1], dim=-1)
-    min_sizes = (min_bin_width, min_bin_height, min_derivative)
+    minimums = (min_bin_width, min_bin_height, min_derivative)
 
     def spline_in_box(values, *groups):
-        return _lrs_in_box(values, *groups, inverse, tail_bound, min_sizes)
+        return _lrs_in_box(values, *groups, inverse, tail_bound, minimums)
 
     return _with_linear_tails(inputs, logit_groups, spline_in_box, tail_bound, min_derivative)
 
 
-def original_rq(inputs, params, inverse=False, tail_bound=3.0, min_bin_width=1e-3, min_bin_height=1e-3, min_derivative=1e-3):
+def original_rq(
+    inputs, params, inverse=False, tail_bound=3.0, min_bin_width=1e-3, min_bin_height=1e-3, min_derivative=1e-3
+):
     """The original unconstrained rational-quadratic spline (linear tails); params last dim 3K-1."""
     num_bins = (params.shape[-1] + 1) // 3
     logit_groups = params.split([num_bins, num_bins, num_bins - 1], dim=-1)
-    min_sizes = (min_bin_width, min_bin_height, min_derivative)
+    minimums = (min_bin_width, min_bin_height, min_derivative)
 
     def spline_in_box(values, *groups):
-        return _rq_in_box(values, *groups, inverse, tail_bound, min_sizes)
+        return _rq_in_box(values, *groups, inverse, tail_bound, minimums)
 
     return _with_linear_tails(inputs, logit_groups, spline_in_box, tail_bound, min_derivative)

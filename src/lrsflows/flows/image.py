@@ -18,7 +18,10 @@ PREPROCESSING_CHOICES = ("glow", "realnvp", "realnvp_2alpha")
 
 
 def preprocessing_transform(preprocessing: str, num_bits: int, alpha: float):
-    """Pixels [0, 2^n) -> working range: 'glow' x/2^n - 0.5; 'realnvp' logit(a + (1-a) x/2^n); 'realnvp_2alpha' (1-2a)."""
+    """Maps pixels in [0, 2^n) to the working range, as a transform so its log-det enters the density.
+
+    'glow': x / 2^n - 0.5; 'realnvp': logit(alpha + (1 - alpha) x / 2^n); 'realnvp_2alpha': 1 - 2 alpha.
+    """
     bins = 2.0**num_bits
     if preprocessing == "glow":
         return AffineScalar(scale=1.0 / bins, shift=-0.5)
@@ -60,8 +63,9 @@ def build_image_flow(
 ) -> Flow:
     """Preprocessing, then per level: Squeeze, steps x [ActNorm, 1x1 conv, coupling], 1x1 conv; split or flatten.
 
-    `family` is the coupling's element-wise map ('lrs', 'rq', 'quadratic' or 'affine'); spline couplings use linear
-    tails and scale their bin-size logits by 1/sqrt(hidden_channels) as the original does.
+    `family` is the coupling's element-wise map ('lrs', 'rq', 'quadratic' or 'affine'). Spline
+    couplings use linear tails and divide their bin-size logits by sqrt(hidden_channels), as the
+    original does for conv conditioners (nflows reads `hidden_channels` when `hidden_features` is absent).
     """
     _check_shape(shape, num_levels)
     preprocess = preprocessing_transform(preprocessing, num_bits, alpha)
@@ -77,17 +81,31 @@ def build_image_flow(
     size_logit_scale = 1.0 if family == "affine" else hidden_scale(hidden_channels)
 
     def make_conditioner(in_channels, out_channels):
-        return ConvResidualNet(in_channels, out_channels, hidden_channels, num_blocks, dropout, use_batch_norm)
+        return ConvResidualNet(
+            in_channels,
+            out_channels,
+            hidden_channels,
+            num_blocks=num_blocks,
+            dropout=dropout,
+            use_batch_norm=use_batch_norm,
+        )
 
     def flow_step(channels):
-        coupling = CouplingTransform(mid_split_mask(channels), make_conditioner, elementwise, size_logit_scale)
-        return CompositeTransform(([ActNorm(channels)] if actnorm else []) + [OneByOneConvolution(channels), coupling])
+        coupling = CouplingTransform(
+            mid_split_mask(channels),
+            make_conditioner,
+            elementwise,
+            size_logit_scale=size_logit_scale,
+            unconditional_identity=False,  # the original image configs leave it off
+        )
+        normalisation = [ActNorm(channels)] if actnorm else []
+        return CompositeTransform(normalisation + [OneByOneConvolution(channels), coupling])
 
     channels, height, width = shape
     levels, level_output_shapes = [], []
     for level in range(num_levels):
         if multi_scale and level > 0:
-            channels //= 2  # the other half was factored out after the previous level
+            channels //= 2  # the first half was factored out after the previous level
         channels, height, width = 4 * channels, height // 2, width // 2
         steps = [flow_step(channels) for _ in range(steps_per_level)]
         levels.append(CompositeTransform([Squeeze()] + steps + [OneByOneConvolution(channels)]))

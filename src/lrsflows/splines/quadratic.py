@@ -48,15 +48,19 @@ def quadratic_spline(inputs, params, inverse, bound, linear_tails, min_bin_width
     x_start, x_end = gather_edges(geometry.x, index)
     y_start, y_end = gather_edges(geometry.y, index)
     v_start, v_end = gather_edges(geometry.derivatives, index)
-    width = x_end - x_start
-    change = (v_end - v_start) / width  # derivative of the density within the bin
+    width, height = x_end - x_start, y_end - y_start
+    # The bin's area w (v_k + v_k+1) / 2 equals its height only up to rounding (a tiny bin near the box
+    # edge loses relative precision in x_k+1 - x_k); scaling the density to the knots' height makes
+    # the spline pass through every knot exactly, as RQ and LRS do.
+    scale = height / (0.5 * (v_start + v_end))
+    change = v_end - v_start
 
     if inverse:
-        rise = torch.minimum((inputs - y_start).clamp_min(0.0), y_end - y_start)
-        # 0.5 change r^2 + v_start r - rise = 0; this root never cancels since v_start > 0.
-        run = 2.0 * rise / (v_start + safe_sqrt(v_start * v_start + 2.0 * change * rise))
-        run = torch.minimum(run, width)
-        return x_start + run, -torch.log(v_start + change * run)
+        fraction = torch.minimum((inputs - y_start).clamp_min(0.0), height) / scale
+        # 0.5 change a^2 + v_start a - fraction = 0; this root never cancels since v_start > 0.
+        alpha = 2.0 * fraction / (v_start + safe_sqrt(v_start * v_start + 2.0 * change * fraction))
+        alpha = alpha.clamp(0.0, 1.0)
+        return x_start + alpha * width, -torch.log(scale * (v_start + change * alpha) / width)
 
-    run = torch.minimum((inputs - x_start).clamp_min(0.0), width)
-    return y_start + run * (v_start + 0.5 * change * run), torch.log(v_start + change * run)
+    alpha = ((inputs - x_start) / width).clamp(0.0, 1.0)
+    return y_start + scale * alpha * (v_start + 0.5 * change * alpha), torch.log(scale * (v_start + change * alpha) / width)

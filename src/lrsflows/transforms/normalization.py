@@ -97,5 +97,7 @@ class BatchNorm(Transform):
 
     def inverse(self, inputs, context=None):
         if self.training:
-            raise RuntimeError("BatchNorm has no inverse in training mode (it depends on the batch); call .eval() first.")
+            raise RuntimeError(
+                "BatchNorm has no inverse in training mode (it depends on the batch); call .eval() first."
+            )
         return _channel_affine(inputs, *self._log_scale_and_shift(self.running_mean, self.running_var), inverse=True)

@@ -8,6 +8,7 @@ the flow's working range (their log-dets belong to the density, so bits/dim are 
 import math
 
 import torch
+from torch import nn
 from torch.nn import functional as F
 
 from .base import Transform, sum_except_batch
@@ -27,14 +28,16 @@ class Squeeze(Transform):
     def forward(self, inputs, context=None):
         if inputs.dim() != 4 or inputs.shape[2] % self.factor or inputs.shape[3] % self.factor:
             raise ValueError(
-                f"Squeeze needs [B, C, H, W] inputs with H and W divisible by {self.factor}, got shape {tuple(inputs.shape)}."
+                f"Squeeze needs [B, C, H, W] inputs with H and W divisible by {self.factor}, "
+                f"got shape {tuple(inputs.shape)}."
             )
         return F.pixel_unshuffle(inputs, self.factor), inputs.new_zeros(inputs.shape[0])
 
     def inverse(self, inputs, context=None):
         if inputs.dim() != 4 or inputs.shape[1] % self.factor**2:
             raise ValueError(
-                f"Squeeze.inverse needs [B, C, H, W] inputs with C divisible by {self.factor**2}, got shape {tuple(inputs.shape)}."
+                f"Squeeze.inverse needs [B, C, H, W] inputs with C divisible by {self.factor**2}, "
+                f"got shape {tuple(inputs.shape)}."
             )
         return F.pixel_shuffle(inputs, self.factor), inputs.new_zeros(inputs.shape[0])
 
@@ -48,7 +51,7 @@ class Flatten(Transform):
 
     def forward(self, inputs, context=None):
         if tuple(inputs.shape[1:]) != self.shape:
-            raise ValueError(f"Flatten expects inputs of shape [B, {', '.join(map(str, self.shape))}], got {tuple(inputs.shape)}.")
+            raise ValueError(f"Flatten expects inputs of shape [B, *{self.shape}], got {tuple(inputs.shape)}.")
         return inputs.reshape(inputs.shape[0], -1), inputs.new_zeros(inputs.shape[0])
 
     def inverse(self, inputs, context=None):
@@ -69,13 +72,13 @@ class MultiscaleComposite(Transform):
         super().__init__()
         if len(levels) != len(level_output_shapes) or not levels:
             raise ValueError("MultiscaleComposite needs one output shape per level and at least one level.")
-        self.levels = torch.nn.ModuleList(levels)
+        self.levels = nn.ModuleList(levels)
         self.level_output_shapes = [tuple(shape) for shape in level_output_shapes]
         for shape in self.level_output_shapes[:-1]:
             if shape[0] < 2:
                 raise ValueError(f"a level that is split needs at least 2 channels, got output shape {shape}.")
         # Shapes of the pieces written to the output: the factored-out halves, then the last level's output.
-        self.piece_shapes = [((channels + 1) // 2,) + rest for channels, *rest in self.level_output_shapes[:-1]]
+        self.piece_shapes = [((shape[0] + 1) // 2,) + shape[1:] for shape in self.level_output_shapes[:-1]]
         self.piece_shapes.append(self.level_output_shapes[-1])
 
     def forward(self, inputs, context=None):
