@@ -5,9 +5,9 @@ Run: python scripts/bench_splines.py [--n 65536 --dims 8 --bins 8 --repeats 5 --
 For each family (lrs, rq, quadratic) it times forward, inverse and forward+backward (gradient of
 outputs.sum() + logabsdet.sum() w.r.t. inputs and params) in float32, and the same for the
 original LRS and RQ formulations (scripts/original_splines.py; the original has no separate
-quadratic baseline here). All calls (ours, original, every family and op) are timed round-robin in one
-process, so drift in machine load hits all alike; the median per call is reported. Prints a Markdown report with
-PASS/MISS against the targets; --out also writes it to a file.
+quadratic baseline here). All calls (ours, original, every family and op) are timed round-robin
+in one process, so drift in machine load hits all alike; the median per call is reported.
+Prints a Markdown report with PASS/MISS against the targets; --out also writes it to a file.
 """
 
 import argparse

@@ -7,10 +7,11 @@ sum(x >= knots) - 1 after nudging the last knot by 1e-6, both LRS pieces evaluat
 blended with float masks, the LRS inverse in the expanded absolute-y form, and the RQ inverse with
 |b^2 - 4ac|. They take our parameter layout and return elementwise (outputs, logabsdet).
 
-The library does not use them: the data-dependent mask indexing costs copies (and a device-host sync on GPU),
-makes shapes data-dependent for torch.compile, evaluating both pieces doubles the arithmetic, and the expanded LRS inverse
-(w_c - w_a) y + w_a y_a - w_c y_c cancels catastrophically in float32 when a bin is small
-relative to |y| (REFERENCE 3.5). lrsflows.splines writes the same maps with offsets instead.
+The library does not use them: the data-dependent mask indexing costs copies (and a device-host
+sync on GPU) and gives torch.compile data-dependent shapes, evaluating both LRS pieces doubles the
+arithmetic, and the expanded LRS inverse (w_c - w_a) y + w_a y_a - w_c y_c cancels catastrophically
+in float32 when a bin is small relative to |y| (REFERENCE 3.5), giving Inf/NaN at large logits.
+lrsflows.splines writes the same maps with offsets from the bin's start instead.
 """
 
 import math
