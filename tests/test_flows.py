@@ -27,9 +27,10 @@ def test_tabular_flow_is_exactly_invertible_with_autograd_logdet(family, arch):
     inputs = 2.0 * torch.randn(32, 4, dtype=torch.float64)
     noise, logabsdet = flow.transform(inputs)
     restored, inverse_logabsdet = flow.transform.inverse(noise)
-    # 1e-7, not the splines' 1e-9: three perturbed steps compose, and flat regions (dx/dy ~ 1e3) amplify rounding.
-    assert (restored - inputs).abs().max() <= 1e-7
-    assert (logabsdet + inverse_logabsdet).abs().max() <= 1e-7
+    # Looser than the splines' 1e-9: three perturbed steps compose, and where an RQ bin is nearly flat its
+    # inverse's discriminant is near 0, so the root carries sqrt(eps) ~ 1e-8 relative error (measured 1e-7).
+    assert (restored - inputs).abs().max() <= 1e-6
+    assert (logabsdet + inverse_logabsdet).abs().max() <= 1e-6
     assert torch.allclose(logabsdet[:3], jacobian_logabsdet(flow.transform, inputs[:3]), atol=1e-8)
 
 
