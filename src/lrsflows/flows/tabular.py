@@ -55,14 +55,12 @@ def build_tabular_flow(
         raise ValueError(f"a flow needs at least 2 features to couple or condition, got {features}.")
     elementwise = elementwise_map(
         family,
-        **({} if family == "affine" else dict(
-            num_bins=num_bins,
-            tails=tails,
-            tail_bound=tail_bound,
-            min_bin_width=min_bin_width,
-            min_bin_height=min_bin_height,
-            min_derivative=min_derivative,
-        )),
+        num_bins=num_bins,
+        tails=tails,
+        tail_bound=tail_bound,
+        min_bin_width=min_bin_width,
+        min_bin_height=min_bin_height,
+        min_derivative=min_derivative,
     )
     net = dict(num_blocks=num_blocks, dropout=dropout, use_batch_norm=use_batch_norm)
     layers = []

@@ -11,17 +11,21 @@ import torch.nn.functional as F
 def bin_knots(logits: torch.Tensor, min_size: float, low: float, high: float) -> torch.Tensor:
     """Knots low = k_0 < ... < k_K = high from unnormalised bin sizes (softmax + minimum size).
 
-    The end knots are set exactly, so a value on the box boundary lands on a knot.
+    cumsum(softmax) is taken as cumsum(exp) / total, one pass over the bins; the end knots are set
+    exactly, so a value on the box boundary lands on a knot.
     """
     num_bins = logits.shape[-1]
     if min_size * num_bins > 1.0:
         raise ValueError(
             f"minimum bin size {min_size} times {num_bins} bins exceeds 1; lower the minimum or the bin count."
         )
-    sizes = min_size + (1.0 - min_size * num_bins) * torch.softmax(logits, dim=-1)
-    inner = torch.cumsum(sizes[..., :-1], dim=-1)
-    unit = F.pad(F.pad(inner, (1, 0), value=0.0), (0, 1), value=1.0)
-    return low + (high - low) * unit
+    weights = torch.exp(logits - logits.amax(dim=-1, keepdim=True))
+    cumulative = torch.cumsum(weights, dim=-1)
+    # knot k = low + (high - low) * (k * min_size + (1 - K * min_size) * cumsum_k / total), fused in one addcmul.
+    offsets = low + (high - low) * min_size * torch.arange(1, num_bins, dtype=cumulative.dtype, device=cumulative.device)
+    scale = ((high - low) * (1.0 - min_size * num_bins)) / cumulative[..., -1:]
+    inner = torch.addcmul(offsets, cumulative[..., :-1], scale)
+    return torch.cat([torch.full_like(inner[..., :1], low), inner, torch.full_like(inner[..., :1], high)], dim=-1)
 
 
 def knot_derivatives(logits: torch.Tensor, min_derivative: float, linear_tails: bool) -> torch.Tensor:
@@ -34,6 +38,23 @@ def knot_derivatives(logits: torch.Tensor, min_derivative: float, linear_tails: 
     if linear_tails:
         derivatives = F.pad(derivatives, (1, 1), value=1.0)
     return derivatives
+
+
+def bin_derivatives(logits, index, min_derivative: float, linear_tails: bool):
+    """knot_derivatives at the selected bin's two knots only: softplus runs on 2 values, not K+1."""
+    if not linear_tails:
+        start, end = gather_edges(logits, index)
+        return min_derivative + F.softplus(start), min_derivative + F.softplus(end)
+    interior = logits.shape[-1]  # K - 1 interior knots; knot k has logit k - 1
+    if interior == 0:
+        ones = torch.ones(index.shape[:-1], dtype=logits.dtype, device=logits.device)
+        return ones, ones
+    both = torch.gather(logits, -1, torch.cat([index - 1, index], dim=-1).clamp(0, interior - 1))
+    derivatives = min_derivative + F.softplus(both)
+    bin_index = index.squeeze(-1)
+    start = torch.where(bin_index == 0, 1.0, derivatives[..., 0])
+    end = torch.where(bin_index == interior, 1.0, derivatives[..., 1])
+    return start, end
 
 
 def find_bin(knots: torch.Tensor, values: torch.Tensor) -> torch.Tensor:

@@ -13,22 +13,30 @@ expanded inverse, (w_c - w_a) y + w_a y_a - w_c y_c, cancels catastrophically in
 
 import torch
 
-from .bins import bin_knots, find_bin, gather_bin, gather_edges, knot_derivatives
+from .bins import bin_derivatives, bin_knots, find_bin, gather_bin, gather_edges, knot_derivatives
 from .knots import Knots
 
 LAMBDA_SCALE = 0.95
 LAMBDA_OFFSET = 0.025
 
 
-def knots(params, bound, linear_tails, min_bin_width, min_bin_height, min_derivative) -> Knots:
+def _split(params, linear_tails):
     """Layout per element: K widths | K heights | K lambda logits | K-1 (or K+1) derivatives."""
     num_bins = (params.shape[-1] + (1 if linear_tails else -1)) // 4
-    widths, heights, lambdas, derivatives = params.split([num_bins, num_bins, num_bins, params.shape[-1] - 3 * num_bins], dim=-1)
+    return params.split([num_bins, num_bins, num_bins, params.shape[-1] - 3 * num_bins], dim=-1)
+
+
+def _lambda(logits):
+    return LAMBDA_SCALE * torch.sigmoid(logits) + LAMBDA_OFFSET
+
+
+def knots(params, bound, linear_tails, min_bin_width, min_bin_height, min_derivative) -> Knots:
+    widths, heights, lambdas, derivatives = _split(params, linear_tails)
     return Knots(
         x=bin_knots(widths, min_bin_width, -bound, bound),
         y=bin_knots(heights, min_bin_height, -bound, bound),
         derivatives=knot_derivatives(derivatives, min_derivative, linear_tails),
-        lambdas=LAMBDA_SCALE * torch.sigmoid(lambdas) + LAMBDA_OFFSET,
+        lambdas=_lambda(lambdas),
     )
 
 
@@ -46,12 +54,16 @@ def _rational_piece(t, length, height, weight_start, weight_end):
 
 def linear_rational_spline(inputs, params, inverse, bound, linear_tails, min_bin_width, min_bin_height, min_derivative):
     """LRS on the box [-bound, bound]; inputs must lie in the box."""
-    geometry = knots(params, bound, linear_tails, min_bin_width, min_bin_height, min_derivative)
-    index = find_bin(geometry.y if inverse else geometry.x, inputs)
-    x_start, x_end = gather_edges(geometry.x, index)
-    y_start, y_end = gather_edges(geometry.y, index)
-    d_start, d_end = gather_edges(geometry.derivatives, index)
-    lam = gather_bin(geometry.lambdas, index)
+    # Only the knots are needed in full (to find the bin); derivatives and lambda are computed for
+    # the selected bin alone.
+    width_logits, height_logits, lambda_logits, derivative_logits = _split(params, linear_tails)
+    x_knots = bin_knots(width_logits, min_bin_width, -bound, bound)
+    y_knots = bin_knots(height_logits, min_bin_height, -bound, bound)
+    index = find_bin(y_knots if inverse else x_knots, inputs)
+    x_start, x_end = gather_edges(x_knots, index)
+    y_start, y_end = gather_edges(y_knots, index)
+    d_start, d_end = bin_derivatives(derivative_logits, index, min_derivative, linear_tails)
+    lam = _lambda(gather_bin(lambda_logits, index))
 
     width, height = x_end - x_start, y_end - y_start
     w_b = torch.sqrt(d_start / d_end)

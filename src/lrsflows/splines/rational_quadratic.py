@@ -7,14 +7,18 @@ and the inverse picks, by the sign of b, whichever root formula does not cancel.
 
 import torch
 
-from .bins import bin_knots, find_bin, gather_edges, knot_derivatives, safe_sqrt
+from .bins import bin_derivatives, bin_knots, find_bin, gather_edges, knot_derivatives, safe_sqrt
 from .knots import Knots
 
 
-def knots(params, bound, linear_tails, min_bin_width, min_bin_height, min_derivative) -> Knots:
+def _split(params, linear_tails):
     """Layout per element: K widths | K heights | K-1 (or K+1) derivatives."""
     num_bins = (params.shape[-1] + (1 if linear_tails else -1)) // 3
-    widths, heights, derivatives = params.split([num_bins, num_bins, params.shape[-1] - 2 * num_bins], dim=-1)
+    return params.split([num_bins, num_bins, params.shape[-1] - 2 * num_bins], dim=-1)
+
+
+def knots(params, bound, linear_tails, min_bin_width, min_bin_height, min_derivative) -> Knots:
+    widths, heights, derivatives = _split(params, linear_tails)
     return Knots(
         x=bin_knots(widths, min_bin_width, -bound, bound),
         y=bin_knots(heights, min_bin_height, -bound, bound),
@@ -33,11 +37,13 @@ def _log_derivative(xi, slope, d_start, d_end):
 
 def rational_quadratic_spline(inputs, params, inverse, bound, linear_tails, min_bin_width, min_bin_height, min_derivative):
     """RQ spline on the box [-bound, bound]; inputs must lie in the box."""
-    geometry = knots(params, bound, linear_tails, min_bin_width, min_bin_height, min_derivative)
-    index = find_bin(geometry.y if inverse else geometry.x, inputs)
-    x_start, x_end = gather_edges(geometry.x, index)
-    y_start, y_end = gather_edges(geometry.y, index)
-    d_start, d_end = gather_edges(geometry.derivatives, index)
+    width_logits, height_logits, derivative_logits = _split(params, linear_tails)
+    x_knots = bin_knots(width_logits, min_bin_width, -bound, bound)
+    y_knots = bin_knots(height_logits, min_bin_height, -bound, bound)
+    index = find_bin(y_knots if inverse else x_knots, inputs)
+    x_start, x_end = gather_edges(x_knots, index)
+    y_start, y_end = gather_edges(y_knots, index)
+    d_start, d_end = bin_derivatives(derivative_logits, index, min_derivative, linear_tails)
     width, height = x_end - x_start, y_end - y_start
     slope = height / width
 

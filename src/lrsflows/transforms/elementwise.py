@@ -48,7 +48,7 @@ class AffineMap:
 
 
 def elementwise_map(family: str, **spline_settings):
-    """The element-wise map named `family` ('lrs', 'rq', 'quadratic' or 'affine')."""
+    """The element-wise map named `family` ('lrs', 'rq', 'quadratic' or 'affine'; affine ignores the spline settings)."""
     if family == "affine":
         return AffineMap()
     if family not in SPLINE_FAMILIES:
