@@ -4,6 +4,8 @@ All tensors carry one element's spline along the last dimension, so the same cod
 coupling layers ([B, D, K]) and image layers ([B, C, H, W, K]).
 """
 
+from typing import NamedTuple
+
 import torch
 import torch.nn.functional as F
 
@@ -82,3 +84,28 @@ def safe_sqrt(value: torch.Tensor) -> torch.Tensor:
     """sqrt(max(value, 0)) whose gradient is 0, not NaN, where rounding made the value <= 0."""
     positive = value > 0
     return torch.where(positive, torch.sqrt(torch.where(positive, value, torch.ones_like(value))), 0.0)
+
+
+class Bin(NamedTuple):
+    """The selected bin of each element: its knots and the derivatives at them."""
+
+    index: torch.Tensor
+    x_start: torch.Tensor
+    x_end: torch.Tensor
+    y_start: torch.Tensor
+    y_end: torch.Tensor
+    d_start: torch.Tensor
+    d_end: torch.Tensor
+
+
+def locate_bin(inputs, width_logits, height_logits, derivative_logits, inverse, bound, linear_tails, min_bin_width, min_bin_height, min_derivative) -> Bin:
+    """Build the knots, find each input's bin (by y-knots when inverting) and gather what RQ and LRS need."""
+    x_knots = bin_knots(width_logits, min_bin_width, -bound, bound)
+    y_knots = bin_knots(height_logits, min_bin_height, -bound, bound)
+    index = find_bin(y_knots if inverse else x_knots, inputs)
+    return Bin(
+        index,
+        *gather_edges(x_knots, index),
+        *gather_edges(y_knots, index),
+        *bin_derivatives(derivative_logits, index, min_derivative, linear_tails),
+    )

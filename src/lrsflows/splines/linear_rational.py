@@ -13,7 +13,7 @@ expanded inverse, (w_c - w_a) y + w_a y_a - w_c y_c, cancels catastrophically in
 
 import torch
 
-from .bins import bin_derivatives, bin_knots, find_bin, gather_bin, gather_edges, knot_derivatives
+from .bins import bin_knots, gather_bin, knot_derivatives, locate_bin
 from .knots import Knots
 
 LAMBDA_SCALE = 0.95
@@ -54,16 +54,12 @@ def _rational_piece(t, length, height, weight_start, weight_end):
 
 def linear_rational_spline(inputs, params, inverse, bound, linear_tails, min_bin_width, min_bin_height, min_derivative):
     """LRS on the box [-bound, bound]; inputs must lie in the box."""
-    # Only the knots are needed in full (to find the bin); derivatives and lambda are computed for
-    # the selected bin alone.
     width_logits, height_logits, lambda_logits, derivative_logits = _split(params, linear_tails)
-    x_knots = bin_knots(width_logits, min_bin_width, -bound, bound)
-    y_knots = bin_knots(height_logits, min_bin_height, -bound, bound)
-    index = find_bin(y_knots if inverse else x_knots, inputs)
-    x_start, x_end = gather_edges(x_knots, index)
-    y_start, y_end = gather_edges(y_knots, index)
-    d_start, d_end = bin_derivatives(derivative_logits, index, min_derivative, linear_tails)
-    lam = _lambda(gather_bin(lambda_logits, index))
+    selected = locate_bin(
+        inputs, width_logits, height_logits, derivative_logits, inverse, bound, linear_tails, min_bin_width, min_bin_height, min_derivative
+    )
+    x_start, x_end, y_start, y_end, d_start, d_end = selected[1:]
+    lam = _lambda(gather_bin(lambda_logits, selected.index))  # only the selected bin's lambda
 
     width, height = x_end - x_start, y_end - y_start
     w_b = torch.sqrt(d_start / d_end)

@@ -7,7 +7,7 @@ and the inverse picks, by the sign of b, whichever root formula does not cancel.
 
 import torch
 
-from .bins import bin_derivatives, bin_knots, find_bin, gather_edges, knot_derivatives, safe_sqrt
+from .bins import bin_knots, knot_derivatives, locate_bin, safe_sqrt
 from .knots import Knots
 
 
@@ -38,12 +38,10 @@ def _log_derivative(xi, slope, d_start, d_end):
 def rational_quadratic_spline(inputs, params, inverse, bound, linear_tails, min_bin_width, min_bin_height, min_derivative):
     """RQ spline on the box [-bound, bound]; inputs must lie in the box."""
     width_logits, height_logits, derivative_logits = _split(params, linear_tails)
-    x_knots = bin_knots(width_logits, min_bin_width, -bound, bound)
-    y_knots = bin_knots(height_logits, min_bin_height, -bound, bound)
-    index = find_bin(y_knots if inverse else x_knots, inputs)
-    x_start, x_end = gather_edges(x_knots, index)
-    y_start, y_end = gather_edges(y_knots, index)
-    d_start, d_end = bin_derivatives(derivative_logits, index, min_derivative, linear_tails)
+    selected = locate_bin(
+        inputs, width_logits, height_logits, derivative_logits, inverse, bound, linear_tails, min_bin_width, min_bin_height, min_derivative
+    )
+    x_start, x_end, y_start, y_end, d_start, d_end = selected[1:]
     width, height = x_end - x_start, y_end - y_start
     slope = height / width
 
