@@ -5,7 +5,13 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test bench clean
+DATA_DIR ?= $(or $(LRSFLOWS_DATA_DIR),data)
+RUNS ?= outputs
+DEMO_DIR := outputs/demo/$(shell date +%Y-%m-%d_%H-%M-%S)
+PAPER_TABULAR := experiment=paper/power,paper/gas,paper/hepmass,paper/miniboone,paper/bsds300 \
+	model=lrs,rq_nsf,q_nsf model.arch=coupling,autoregressive
+
+.PHONY: setup demo test bench data tables paper-tabular tensorboard clean
 
 setup: $(STAMP)
 
@@ -15,14 +21,37 @@ $(STAMP): requirements.txt pyproject.toml
 	$(BIN)/python -m pip install --quiet --no-deps -e .
 	touch $(STAMP)
 
+# LRS, RQ-NSF and Q-NSF on two 2-D densities (one multirun), then their table.
 demo: $(STAMP)
-	$(BIN)/python -m lrsflows
+	$(BIN)/python -m lrsflows -m experiment=demo trainer.progress_bar=false hydra.sweep.dir=$(DEMO_DIR)
+	$(BIN)/python scripts/make_tables.py $(DEMO_DIR)
+	@echo "Pictures:" && find $(DEMO_DIR) -name '*.png' | sort
+	@echo "TensorBoard logs under $(DEMO_DIR): make tensorboard RUNS=$(DEMO_DIR)"
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
 bench: $(STAMP)
 	$(BIN)/python scripts/bench_splines.py --out outputs/bench/splines.md
+
+# The MAF archive (POWER, GAS, HEPMASS, MINIBOONE, BSDS300) from Zenodo into $(DATA_DIR), checked by MD5.
+data: $(STAMP)
+	$(BIN)/python scripts/download_data.py --data-dir $(DATA_DIR)
+
+# Markdown, LaTeX and CSV tables of every results.json under $(RUNS), beside the paper's rows.
+tables: $(STAMP)
+	$(BIN)/python scripts/make_tables.py $(RUNS)
+
+# The paper's tabular grid: 5 datasets x 3 models x 2 arches, 30 runs of 200k-400k steps (a GPU each).
+paper-tabular: $(STAMP)
+	@echo "paper-tabular needs power, gas, hepmass, miniboone and BSDS300 under $(DATA_DIR) (make data) and a GPU;"
+	@echo "30 runs of 200k-400k steps run one after another (add hydra/launcher=... to spread them)."
+	$(BIN)/python scripts/download_data.py --data-dir $(DATA_DIR) --check
+	$(BIN)/python -m lrsflows -m $(PAPER_TABULAR) paths.data_dir=$(DATA_DIR) hydra.sweep.dir=outputs/paper-tabular
+	$(BIN)/python scripts/make_tables.py outputs/paper-tabular
+
+tensorboard: $(STAMP)
+	$(BIN)/tensorboard --logdir $(RUNS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache

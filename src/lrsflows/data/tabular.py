@@ -1,0 +1,401 @@
+"""The five MAF tabular datasets: read the reference files, preprocess exactly as MAF/NSF, cache the splits.
+
+File layouts and recipes follow docs/datasets.md §1.0–1.5. Each preprocessing step is a pure
+function on arrays or frames, so tests can compare it with an independent re-computation; the
+loader around them only finds, reads, validates and caches files.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+import warnings
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pandas as pd
+
+from .errors import DataError
+
+TABULAR = ("power", "gas", "hepmass", "miniboone", "bsds300")
+PUBLISHED_SPLITS = {
+    "power": (1659917, 184435, 204928),
+    "gas": (852174, 94685, 105206),
+    "hepmass": (315123, 35013, 174987),
+    "miniboone": (29556, 3284, 3648),
+    "bsds300": (1000000, 50000, 250000),
+}
+FEATURES = {"power": 6, "gas": 8, "hepmass": 21, "miniboone": 43, "bsds300": 63}
+
+DATA_DIR_ENV = "LRSFLOWS_DATA_DIR"
+SPLITS = ("train", "val", "test")
+POWER_COLUMNS = 8
+GAS_DROPPED = ("Meth", "Eth", "Time")
+GAS_COLUMNS = len(GAS_DROPPED) + 16
+GAS_CORRELATION_LIMIT = 0.98
+HEPMASS_TRAIN_COLUMNS = 1 + 27
+HEPMASS_TEST_COLUMNS = HEPMASS_TRAIN_COLUMNS + 1
+HEPMASS_MAX_MINIMUM_REPEATS = 5
+BSDS300_FILES = ("BSDS300/BSDS300.hdf5", "bsds300/bsds300.hdf5")
+BSDS300_KEYS = ("train", "validation", "test")
+REDOWNLOAD = "delete it and re-download it with `make data`."
+
+Splits = tuple[np.ndarray, np.ndarray, np.ndarray]
+
+
+def resolve_data_dir(configured: str | Path | None = None) -> Path:
+    """The data root: `configured` if given, else $LRSFLOWS_DATA_DIR, else ./data; absolute so messages name a full path."""
+    chosen = configured if configured not in (None, "") else os.environ.get(DATA_DIR_ENV) or "data"
+    return Path(chosen).expanduser().absolute()
+
+
+# ----------------------------------------------------------------------------------------------
+# Preprocessing: pure functions, the MAF/NSF recipes step by step.
+
+
+def split_maf(data: np.ndarray) -> Splits:
+    """MAF's split: test = last int(0.1 N) rows, validation = last int(0.1 N_rest) rows of the rest.
+
+    Slicing by explicit lengths differs from MAF's `data[-n:]` only for N < 10, where n = 0 makes
+    MAF's test set the whole data.
+    """
+    n_test = int(0.1 * data.shape[0])
+    rest, test = data[: data.shape[0] - n_test], data[data.shape[0] - n_test :]
+    n_val = int(0.1 * rest.shape[0])
+    return rest[: rest.shape[0] - n_val], rest[rest.shape[0] - n_val :], test
+
+
+def standardise_with_train_and_val(splits: Splits) -> Splits:
+    """POWER and MINIBOONE statistics: NumPy mean and std (ddof=0) of train and validation stacked."""
+    reference = np.vstack(splits[:2])
+    mean, std = reference.mean(axis=0), reference.std(axis=0)
+    return tuple((split - mean) / std for split in splits)
+
+
+def preprocess_power(raw: np.ndarray) -> Splits:
+    """MAF/NSF POWER: seeded shuffle, drop reactive power and intensity, add the reference noise, split, standardise."""
+    rng = np.random.RandomState(42)
+    data = np.array(raw, dtype=np.float64)  # a copy: the shuffle works in place
+    rng.shuffle(data)
+    data = np.delete(data, 3, axis=1)  # Global_intensity
+    data = np.delete(data, 1, axis=1)  # Global_reactive_power -> active, voltage, sub1..3, time
+    rows = data.shape[0]
+    # The reference draws voltage noise before active-power noise; the draw order fixes the values.
+    voltage_noise = 0.01 * rng.rand(rows, 1)
+    active_noise = 0.001 * rng.rand(rows, 1)
+    sub_metering_noise = rng.rand(rows, 3)
+    time_noise = np.zeros((rows, 1))
+    data = data + np.hstack((active_noise, voltage_noise, sub_metering_noise, time_noise))
+    return standardise_with_train_and_val(split_maf(data))
+
+
+def drop_correlated_columns(frame: pd.DataFrame) -> pd.DataFrame:
+    """GAS: while some column has another with Pearson correlation > 0.98, drop the first such column."""
+    while True:
+        crowded = np.flatnonzero((frame.corr() > GAS_CORRELATION_LIMIT).to_numpy().sum(axis=1) > 1)
+        if crowded.size == 0:
+            return frame
+        frame = frame.iloc[:, np.arange(frame.shape[1]) != crowded[0]]
+
+
+def preprocess_gas(frame: pd.DataFrame) -> Splits:
+    """MAF/NSF GAS: sensors only, correlated ones dropped, standardised on the whole data (pandas, ddof=1), split."""
+    sensors = drop_correlated_columns(frame.drop(columns=list(GAS_DROPPED)))
+    standardised = (sensors - sensors.mean()) / sensors.std()
+    return split_maf(standardised.to_numpy(dtype=np.float64))
+
+
+def hepmass_features(
+    train_frame: pd.DataFrame, test_frame: pd.DataFrame, source: str = "the HEPMASS files"
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Signal rows without the label, the test file's extra last column dropped, test columns in train order.
+
+    The reference subtracts the train mean from the test frame by pandas label alignment, which
+    sorts the union of the column names when they differ and so silently permutes test features;
+    we match columns by name and refuse files whose names differ.
+    """
+    train = train_frame[train_frame.iloc[:, 0] == 1].iloc[:, 1:]
+    test = test_frame[test_frame.iloc[:, 0] == 1].iloc[:, 1:-1]
+    if set(train.columns) != set(test.columns):
+        only_train = sorted(set(train.columns) - set(test.columns))
+        only_test = sorted(set(test.columns) - set(train.columns))
+        raise DataError(
+            f"{source} do not have the same feature columns (only in train: {only_train}, only in test: "
+            f"{only_test}); delete both and re-download them with `make data`."
+        )
+    return train, test[list(train.columns)]
+
+
+def has_repeated_minimum(data: np.ndarray) -> np.ndarray:
+    """Per column: does its smallest value occur more than 5 times (HEPMASS's rule for discrete features)?"""
+    return (data == data.min(axis=0)).sum(axis=0) > HEPMASS_MAX_MINIMUM_REPEATS
+
+
+def preprocess_hepmass(train_frame: pd.DataFrame, test_frame: pd.DataFrame, source: str = "the HEPMASS files") -> Splits:
+    """MAF/NSF HEPMASS: signal rows, train statistics (pandas, ddof=1), discrete columns dropped, validation = end of train."""
+    train, test = hepmass_features(train_frame, test_frame, source)
+    mean, std = train.mean(), train.std()
+    train = ((train - mean) / std).to_numpy(dtype=np.float64)
+    test = ((test - mean) / std).to_numpy(dtype=np.float64)
+    keep = ~has_repeated_minimum(train)
+    train, test = train[:, keep], test[:, keep]
+    n_val = int(0.1 * train.shape[0])
+    return train[: train.shape[0] - n_val], train[train.shape[0] - n_val :], test
+
+
+def preprocess_miniboone(raw: np.ndarray) -> Splits:
+    """MAF/NSF MINIBOONE: split without shuffling, standardise with train+validation statistics."""
+    return standardise_with_train_and_val(split_maf(np.asarray(raw, dtype=np.float64)))
+
+
+# ----------------------------------------------------------------------------------------------
+# Loading: find the files, read and validate them, cache the processed splits.
+
+
+def load_tabular(name: str, data_dir: str | Path) -> Splits:
+    """Train, validation and test of one MAF dataset as float32 C-contiguous arrays; DataError on anything wrong."""
+    if name not in TABULAR:
+        raise DataError(f"unknown tabular dataset {name!r}; choose one of {', '.join(TABULAR)}.")
+    root = Path(data_dir).expanduser().absolute()
+    splits = _read_bsds300(root) if name == "bsds300" else _cached_or_preprocessed(name, root / name)
+    return tuple(np.ascontiguousarray(split, dtype=np.float32) for split in splits)
+
+
+# The files each dataset can be read from (any one alternative suffices); NSF's split files always do.
+SOURCES = {
+    "power": (("power/data.npy",),),
+    "gas": (("gas/ethylene_CO.npz",), ("gas/ethylene_CO.pickle",)),
+    "hepmass": (("hepmass/1000_train.csv", "hepmass/1000_test.csv"),),
+    "miniboone": (("miniboone/data.npy",),),
+    "bsds300": tuple((path,) for path in BSDS300_FILES),
+}
+
+
+def missing_datasets(data_dir: str | Path) -> dict[str, str]:
+    """Datasets whose files are absent from `data_dir`, each with the file(s) it needs: a check before long sweeps."""
+    root = Path(data_dir).expanduser().absolute()
+    split_files = {name: tuple(f"{name}/{split}.npy" for split in SPLITS) for name in TABULAR if name != "bsds300"}
+    missing = {}
+    for name, alternatives in SOURCES.items():
+        candidates = alternatives + ((split_files[name],) if name in split_files else ())
+        if not any(all((root / path).is_file() for path in files) for files in candidates):
+            missing[name] = " or ".join(" + ".join(files) for files in alternatives)
+    return missing
+
+
+def _cached_or_preprocessed(name: str, folder: Path) -> Splits:
+    """NSF-layout split files when all three exist (our cache or NSF's own), else preprocess the raw files and cache."""
+    paths = [folder / f"{split}.npy" for split in SPLITS]
+    if all(path.is_file() for path in paths):
+        splits = tuple(_read_npy(path, FEATURES[name]) for path in paths)
+        _check_published_sizes(name, splits, f"the split files {folder}/{{train,val,test}}.npy")
+        return splits
+    splits, source = _PREPROCESSORS[name](folder)
+    _check_features(name, splits, source)
+    _check_published_sizes(name, splits, str(source))
+    _write_cache(paths, splits)
+    return splits
+
+
+def _power(folder: Path) -> tuple[Splits, Path]:
+    path = _existing(folder / "data.npy", "POWER")
+    return preprocess_power(_read_npy(path, POWER_COLUMNS)), path
+
+
+def _miniboone(folder: Path) -> tuple[Splits, Path]:
+    path = _existing(folder / "data.npy", "MINIBOONE")
+    return preprocess_miniboone(_read_npy(path, FEATURES["miniboone"])), path
+
+
+def _gas(folder: Path) -> tuple[Splits, Path]:
+    frame, path = _read_gas_frame(folder)
+    return preprocess_gas(frame), path
+
+
+def _hepmass(folder: Path) -> tuple[Splits, Path]:
+    train_path = _existing(folder / "1000_train.csv", "HEPMASS")
+    test_path = _existing(folder / "1000_test.csv", "HEPMASS")
+    train = _read_csv(train_path, HEPMASS_TRAIN_COLUMNS, "label and 27 features")
+    test = _read_csv(test_path, HEPMASS_TEST_COLUMNS, "label, 27 features and the test file's extra last column")
+    return preprocess_hepmass(train, test, f"{train_path} and {test_path}"), train_path
+
+
+_PREPROCESSORS = {"power": _power, "gas": _gas, "hepmass": _hepmass, "miniboone": _miniboone}
+
+
+def _existing(path: Path, label: str) -> Path:
+    if path.is_file():
+        return path
+    raise _missing(path, label)
+
+
+def _missing(path: Path, label: str, alternative: str = "") -> DataError:
+    """The error that tells the user where the file belongs and how to get it."""
+    return DataError(
+        f"{label} data not found: expected {path}{alternative}; run `make data` (downloads the MAF archive from "
+        f"Zenodo) or point paths.data_dir / LRSFLOWS_DATA_DIR at the folder that holds {path.parent.name}/{path.name}."
+    )
+
+
+def _read_npy(path: Path, columns: int) -> np.ndarray:
+    """A 2-D numeric .npy of the expected width with finite values (never unpickles)."""
+    try:
+        array = np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as error:
+        raise DataError(f"{path} is not a readable NumPy array ({error}); {REDOWNLOAD}") from None
+    if array.dtype.kind not in "fiu":
+        raise DataError(f"{path} holds {array.dtype} values instead of numbers; {REDOWNLOAD}")
+    _check_columns(array, columns, str(path))
+    _require_finite(array, str(path))
+    return array
+
+
+def _read_csv(path: Path, columns: int, layout: str) -> pd.DataFrame:
+    """A numeric CSV frame with one header line and exactly `columns` columns (layout says which)."""
+    try:
+        frame = pd.read_csv(path, index_col=False)
+    except (ValueError, OSError) as error:
+        raise DataError(f"{path} cannot be read as CSV ({error}); {REDOWNLOAD}") from None
+    if frame.shape[1] != columns:
+        raise DataError(f"{path} has {frame.shape[1]} columns where {columns} ({layout}) are expected; {REDOWNLOAD}")
+    text = [column for column in frame.columns if not pd.api.types.is_numeric_dtype(frame[column])]
+    if text:
+        raise DataError(f"{path} has non-numeric values in columns {text}; {REDOWNLOAD}")
+    _require_finite(frame.to_numpy(dtype=np.float64), str(path), row_word="line", row_offset=2)
+    return frame
+
+
+def _read_gas_frame(folder: Path) -> tuple[pd.DataFrame, Path]:
+    """The GAS DataFrame from the converted ethylene_CO.npz if present, else from the user's pickle."""
+    converted, pickled = folder / "ethylene_CO.npz", folder / "ethylene_CO.pickle"
+    if converted.is_file():
+        frame, path = _read_gas_npz(converted), converted
+    else:
+        frame, path = _read_gas_pickle(_existing(pickled, "GAS")), pickled
+    missing = [column for column in GAS_DROPPED if column not in frame.columns]
+    if missing:
+        raise DataError(f"{path} lacks the columns {missing} of the MAF GAS frame; {REDOWNLOAD}")
+    _check_columns(frame, GAS_COLUMNS, f"{path} (Time, Meth, Eth and 16 sensors)")
+    try:
+        frame = frame.astype(np.float64)
+    except (ValueError, TypeError) as error:
+        raise DataError(f"{path} holds non-numeric values ({error}); {REDOWNLOAD}") from None
+    _require_finite(frame.to_numpy(), str(path))
+    return frame, path
+
+
+def _read_gas_npz(path: Path) -> pd.DataFrame:
+    """The neutral form written by scripts/convert_gas_pickle.py: `values` (N, 19) and `columns` names."""
+    try:
+        with np.load(path, allow_pickle=False) as arrays:
+            return pd.DataFrame(arrays["values"], columns=[str(name) for name in arrays["columns"]])
+    except (ValueError, OSError, EOFError, KeyError) as error:
+        raise DataError(
+            f"{path} is not a readable converted GAS file ({error}); delete it and convert the pickle again "
+            "with scripts/convert_gas_pickle.py."
+        ) from None
+
+
+def _read_gas_pickle(path: Path) -> pd.DataFrame:
+    """Unpickle the user's own GAS file (the only pickle we ever load); the 2017 one needs the converter."""
+    try:
+        frame = pd.read_pickle(path)
+    except Exception as error:  # old-pandas pickles fail with many different exception types
+        raise DataError(
+            f"{path} cannot be read by pandas {pd.__version__} ({type(error).__name__}: {error}), most likely because "
+            "the MAF authors wrote it with the pandas of 2017; convert it once, from the repository root, in a "
+            "throwaway environment with Python 3.8-3.11: `python3 -m venv /tmp/gasconv && "
+            "/tmp/gasconv/bin/pip install 'pandas==1.5.3' 'numpy<2' && "
+            f"/tmp/gasconv/bin/python scripts/convert_gas_pickle.py {path}`, which writes "
+            f"{path.with_suffix('.npz')} that this loader then reads."
+        ) from None
+    if not isinstance(frame, pd.DataFrame):
+        raise DataError(f"{path} holds a {type(frame).__name__}, not the MAF GAS DataFrame; {REDOWNLOAD}")
+    return frame
+
+
+def _read_bsds300(root: Path) -> Splits:
+    """BSDS300's three HDF5 datasets as they are (no preprocessing), under MAF's or NSF's file name."""
+    path = next((root / name for name in BSDS300_FILES if (root / name).is_file()), None)
+    if path is None:
+        raise _missing(root / BSDS300_FILES[0], "BSDS300", f" (or NSF's spelling {root / BSDS300_FILES[1]})")
+    try:
+        with h5py.File(path, "r") as file:
+            splits = tuple(file[key].astype(np.float32)[()] for key in BSDS300_KEYS)
+    except (OSError, KeyError, TypeError, ValueError) as error:
+        raise DataError(
+            f"{path} is not a readable HDF5 file with datasets train, validation and test ({error}); "
+            f"{REDOWNLOAD}"
+        ) from None
+    for key, split in zip(BSDS300_KEYS, splits):
+        _check_columns(split, FEATURES["bsds300"], f"{path} (dataset {key})")
+        _require_finite(split, f"{path} (dataset {key})")
+    _check_published_sizes("bsds300", splits, str(path))
+    return splits
+
+
+def _check_columns(table: np.ndarray | pd.DataFrame, expected: int, source: str) -> None:
+    if table.ndim != 2:
+        raise DataError(
+            f"{source} holds a {table.ndim}-D array where a table of {expected} columns is expected; {REDOWNLOAD}"
+        )
+    if table.shape[1] != expected:
+        raise DataError(f"{source} has {table.shape[1]} columns where {expected} are expected; {REDOWNLOAD}")
+
+
+def _require_finite(values: np.ndarray, source: str, row_word: str = "row", row_offset: int = 0) -> None:
+    """Refuse NaN/Inf rows, saying how many and where the first is, so the user can look."""
+    bad_rows = np.flatnonzero(~np.isfinite(values).all(axis=1))
+    if bad_rows.size:
+        raise DataError(
+            f"{source} has {bad_rows.size} rows with NaN or Inf values (the first at {row_word} "
+            f"{bad_rows[0] + row_offset}); {REDOWNLOAD}"
+        )
+
+
+def _check_features(name: str, splits: Splits, source: Path) -> None:
+    """GAS and HEPMASS keep a data-dependent number of columns; the MAF files give exactly FEATURES[name]."""
+    got = splits[0].shape[1]
+    if got != FEATURES[name]:
+        raise DataError(
+            f"preprocessing {source} keeps {got} features where the MAF {name.upper()} data gives {FEATURES[name]}; "
+            f"it is not the MAF file, so {REDOWNLOAD}"
+        )
+
+
+def _check_published_sizes(name: str, splits: Splits, source: str) -> None:
+    """With the full data (as many rows as the published splits together) the split sizes must be the published ones."""
+    sizes = tuple(split.shape[0] for split in splits)
+    published = PUBLISHED_SPLITS[name]
+    if sum(sizes) == sum(published) and sizes != published:
+        raise DataError(
+            f"{source} gives {name.upper()} train/val/test sizes {sizes} where the published MAF splits are "
+            f"{published}; delete the files named here and run `make data` again."
+        )
+
+
+def _write_cache(paths: list[Path], splits: Splits) -> None:
+    """Save the splits in NSF's layout; a read-only or full disk only costs the cache, not the run.
+
+    Stored as float64 like NSF's save_splits, so our cache and NSF's split files are interchangeable
+    (the loader casts to float32 on reading either).
+    """
+    try:
+        for path, split in zip(paths, splits):
+            _save_npy_atomically(path, split)
+    except OSError as error:
+        message = f"could not cache the processed splits in {paths[0].parent} ({error}); they will be recomputed next time."
+        warnings.warn(message, stacklevel=3)
+
+
+def _save_npy_atomically(path: Path, array: np.ndarray) -> None:
+    """Write to a temporary file in the same folder and rename, so no reader ever sees half a file."""
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")  # umask permissions
+    try:
+        with open(temporary, "xb") as handle:
+            np.save(handle, np.asarray(array, dtype=np.float64))
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise

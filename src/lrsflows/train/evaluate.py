@@ -1,0 +1,33 @@
+"""Per-example log-likelihoods over a whole split and the paper's summary: mean ± 2 standard errors."""
+
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """A mean over N examples and its error bar 2·std/√N (std with N−1, as torch and NSF compute it)."""
+
+    mean: float
+    error: float
+    count: int
+
+    @classmethod
+    def of(cls, values: torch.Tensor) -> "Estimate":
+        values = values.double()
+        return cls(values.mean().item(), 2 * values.std().item() / len(values) ** 0.5, len(values))
+
+
+@torch.no_grad()
+def log_likelihoods(flow: torch.nn.Module, data: torch.Tensor, batch_size: int) -> torch.Tensor:
+    """log p(x) of every row of `data` in eval mode (BatchNorm uses running statistics, dropout is off).
+
+    Unlike the original, validation uses every example (its loader dropped the last partial batch of 512).
+    """
+    was_training = flow.training
+    flow.eval()
+    try:
+        return torch.cat([flow.log_prob(batch).double().cpu() for batch in data.split(batch_size)])
+    finally:
+        flow.train(was_training)
