@@ -33,7 +33,8 @@ def density_figure(flow, true_log_prob=None, resolution: int = 200, num_samples:
     axes = figure.subplots(1, len(panels) + 1)
     extent = (-BOUND, BOUND, -BOUND, BOUND)
     for axis, (title, image) in zip(axes, panels):
-        axis.imshow(image.numpy(), origin="lower", extent=extent, cmap="viridis")
+        # Colour scale to the 99.5th percentile, so a few spikes at bin corners do not wash out the picture.
+        axis.imshow(image.numpy(), origin="lower", extent=extent, cmap="viridis", vmax=image.quantile(0.995).item())
         axis.set_title(title)
     axes[-1].hist2d(samples[:, 0].numpy(), samples[:, 1].numpy(), bins=resolution, range=[[-BOUND, BOUND]] * 2, cmap="viridis")
     axes[-1].set_title("model samples")
