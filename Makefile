@@ -11,7 +11,9 @@ DEMO_DIR := outputs/demo/$(shell date +%Y-%m-%d_%H-%M-%S)
 PAPER_TABULAR := experiment=paper/power,paper/gas,paper/hepmass,paper/miniboone,paper/bsds300 \
 	model=lrs,rq_nsf,q_nsf model.arch=coupling,autoregressive
 
-.PHONY: setup demo test bench data tables paper-tabular tensorboard clean
+PAPER_IMAGES := outputs/paper-images
+
+.PHONY: setup demo test bench data tables paper-tabular paper-images tensorboard clean
 
 setup: $(STAMP)
 
@@ -49,6 +51,15 @@ paper-tabular: $(STAMP)
 	$(BIN)/python scripts/download_data.py --data-dir $(DATA_DIR) --check
 	$(BIN)/python -m lrsflows -m $(PAPER_TABULAR) paths.data_dir=$(DATA_DIR) hydra.sweep.dir=outputs/paper-tabular
 	$(BIN)/python scripts/make_tables.py outputs/paper-tabular
+
+# The paper's image grid: CIFAR-10 and ImageNet 64x64 for LRS and RQ-NSF, MNIST for LRS (200k steps each).
+paper-images: $(STAMP)
+	@echo "paper-images needs cifar-10/cifar-10-batches-py (download_data.py --dataset cifar10), imagenet64_fast/ or"
+	@echo "imagenet64/ (manual: download_data.py --dataset imagenet64 prints the steps) and mnist/MNIST/raw under $(DATA_DIR),"
+	@echo "and GPUs: 5 runs of 200k steps, ImageNet64 on several GPUs in the original (days on one)."
+	$(BIN)/python -m lrsflows -m experiment=paper/cifar10,paper/imagenet64 model=lrs,rq_nsf paths.data_dir=$(DATA_DIR) hydra.sweep.dir=$(PAPER_IMAGES)
+	$(BIN)/python -m lrsflows -m experiment=paper/mnist model=lrs paths.data_dir=$(DATA_DIR) hydra.sweep.dir=$(PAPER_IMAGES)
+	$(BIN)/python scripts/make_tables.py $(PAPER_IMAGES)
 
 tensorboard: $(STAMP)
 	$(BIN)/tensorboard --logdir $(RUNS)

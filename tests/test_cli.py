@@ -1,5 +1,6 @@
 """The entry point as a user runs it: real subprocesses, real files, real TensorBoard event files."""
 
+import gzip
 import json
 import math
 import os
@@ -74,7 +75,7 @@ def test_a_run_writes_results_checkpoints_config_and_pictures(trained_run):
     assert record["true_log_prob"] == pytest.approx(-(math.log(2 * math.pi * math.e * sigma_squared) + math.log(8)), abs=0.05)
     assert len(record["git_revision"]) >= 40 and record["wall_time_s"] > 0
     assert (trained_run / ".hydra" / "config.yaml").is_file()
-    assert Path(record["pictures"]).stat().st_size > 10_000
+    assert [Path(path).stat().st_size > 10_000 for path in record["pictures"]] == [True]
     for name in ("last.pt", "best.pt"):
         state = torch.load(trained_run / "checkpoints" / name, weights_only=True)
         assert state["config"]["model"]["family"] == "lrs"
@@ -220,3 +221,37 @@ def test_an_unwritable_output_dir_fails_with_one_clear_sentence(tmp_path):
     assert completed.returncode == 1
     assert str(unwritable) in completed.stderr and "paths.output_dir" in completed.stderr
     assert "Traceback" not in completed.stderr and len(completed.stderr.strip().splitlines()) == 1
+
+
+def write_idx_images(path: Path, images: np.ndarray) -> None:
+    """MNIST's IDX format: big-endian magic 0x00000803, count, rows, cols, then uint8 pixels (gzip)."""
+    header = np.array([0x803, *images.shape], dtype=">u4").tobytes()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with gzip.open(path, "wb") as handle:
+        handle.write(header + images.astype(np.uint8).tobytes())
+
+
+def test_a_short_image_run_writes_bits_per_dim_sample_grids_and_tensorboard_pictures(tmp_path):
+    rng = np.random.default_rng(0)
+    strokes = (rng.random((1, 28, 28)) < 0.2) * 255  # a shared pattern plus noise: learnable in a few steps
+    for name, count in (("train", 300), ("t10k", 100)):
+        images = np.where(rng.random((count, 28, 28)) < 0.9, strokes, rng.integers(0, 256, (count, 28, 28)))
+        write_idx_images(tmp_path / "data" / "mnist" / "MNIST" / "raw" / f"{name}-images-idx3-ubyte.gz", images)
+    completed = lrsflows(
+        "experiment=smoke/images", "model.hidden_channels=4", "trainer.batch_size=16", "trainer.max_steps=6",
+        "trainer.val_every=3", "trainer.pictures_every=3", "trainer.eval_batch_size=50", "dataset.valid_frac=0.1",
+        "dataset.num_workers=0", "trainer.progress_bar=false",
+        cwd=tmp_path, env={"LRSFLOWS_DATA_DIR": str(tmp_path / "data")},
+    )
+    run = tmp_path / run_dir_of(completed)
+    record = json.loads((run / "results.json").read_text())
+    assert record["dataset"] == "mnist" and record["metric"] == "test_bits_per_dim" and record["unit"] == "bits/dim"
+    assert record["num_test"] == 100 and 0 < record["value"] < 20  # six steps: a number, not yet a good one
+    assert record["error_original"] == pytest.approx(record["error"] / 10)  # 2 std / N against 2 std / sqrt(N)
+    assert len(np.load(run / "val_indices.npy")) == 30
+    grids = sorted(path.name for path in (run / "pictures").glob("samples_temperature_*_step0000006.png"))
+    assert grids == [f"samples_temperature_{t}_step0000006.png" for t in (0.5, 0.75, 1.0)]
+    events = EventAccumulator(str(run / "tensorboard"), size_guidance={"images": 0, "scalars": 0}).Reload()
+    assert {"samples/temperature_0.5", "samples/temperature_1.0", "reconstruction"} <= set(events.Tags()["images"])
+    assert "val/bits_per_dim" in events.Tags()["scalars"]
+    assert events.Scalars("val/reconstruction_error")[-1].value < 1e-2

@@ -127,11 +127,13 @@ def test_tabular_parameter_counts(dataset, family, arch):
     assert count == TABULAR_COUNTS[(dataset, family, arch)]
 
 
-def image_parameter_count(shape, family, levels, steps, hidden, blocks, bins):
-    """Closed form of REFERENCE 4.2 (no multi-scale, batch norm in the conditioners, no unconditional map)."""
+def image_parameter_count(shape, family, levels, steps, hidden, blocks, bins, multi_scale=False):
+    """Closed form of REFERENCE 4.2 (batch norm in the conditioners, no unconditional map)."""
     per_element = 2 if family == "affine" else num_params(family, bins)
     channels, total = shape[0], 0
-    for _ in range(levels):
+    for level in range(levels):
+        if multi_scale and level > 0:
+            channels //= 2  # half of the previous level's output was factored out
         channels *= 4
         transformed, identity = (channels + 1) // 2, channels // 2
         conditioner = identity * hidden + hidden + (hidden + 1) * transformed * per_element
@@ -159,6 +161,21 @@ def test_cifar10_parameter_counts(family):
     count = sum(parameter.numel() for parameter in flow.parameters())
     assert count == image_parameter_count((3, 32, 32), family, **settings)
     assert count == CIFAR10_COUNTS[family]
+
+
+IMAGENET64_COUNTS = {"rq": 15_553_554, "lrs": 16_042_434, "affine": 14_270_244}  # RQ: NSF paper quotes 15.6M
+
+
+@pytest.mark.parametrize("family", sorted(IMAGENET64_COUNTS))
+def test_imagenet64_parameter_counts(family):
+    """The ImageNet64 8-bit configuration of REFERENCE 6.4 (4 multi-scale levels x 7 steps, 96 channels, 8 bins)."""
+    settings = dict(levels=4, steps=7, hidden=96, blocks=3, bins=8, multi_scale=True)
+    flow = build_image_flow(
+        (3, 64, 64), family, num_levels=4, steps_per_level=7, hidden_channels=96, num_blocks=3, num_bins=8, multi_scale=True
+    )
+    count = sum(parameter.numel() for parameter in flow.parameters())
+    assert count == image_parameter_count((3, 64, 64), family, **settings)
+    assert count == IMAGENET64_COUNTS[family]
 
 
 def test_builder_errors_name_the_choices():

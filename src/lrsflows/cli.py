@@ -84,8 +84,9 @@ def main(config: DictConfig) -> None:
 
 
 def summary(record: dict) -> str:
-    line = f"{record['dataset']} {record['model']} ({record['arch']}): test log-likelihood {record['value']:.3f} ± {record['error']:.3f} nats"
-    if record["kl_gap"] is not None:
+    metric = record["metric"].removeprefix("test_").replace("_", " ")
+    line = f"{record['dataset']} {record['model']} ({record['arch']}): test {metric} {record['value']:.3f} ± {record['error']:.3f} {record['unit']}"
+    if record.get("kl_gap") is not None:
         line += f", KL gap {record['kl_gap']:.4f} ± {record['kl_gap_error']:.4f} nats"
     return f"{line}\nresults: {record['run_dir']}/results.json"
 

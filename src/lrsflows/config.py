@@ -21,6 +21,7 @@ class Task(str, Enum):
 class DatasetKind(str, Enum):
     tabular = "tabular"
     toy2d = "toy2d"
+    image = "image"
 
 
 class Family(str, Enum):
@@ -42,6 +43,12 @@ class Linear(str, Enum):
     none = "none"
 
 
+class Preprocessing(str, Enum):
+    glow = "glow"
+    realnvp = "realnvp"
+    realnvp_2alpha = "realnvp_2alpha"
+
+
 @dataclass
 class PathsConfig:
     data_dir: str = MISSING
@@ -57,6 +64,13 @@ class DatasetConfig:
     num_val: int = 20_000
     num_test: int = 100_000
     seed: int = 0
+    # Images: bits kept per sub-pixel, the validation fraction of the official training set (seeded by `seed`),
+    # DataLoader workers, reshuffling every epoch (off: the original iterates one fixed order), horizontal flips.
+    num_bits: int = 8
+    valid_frac: float = 0.02
+    num_workers: int = 2
+    shuffle: bool = False
+    flip: bool = False
 
 
 @dataclass
@@ -76,6 +90,14 @@ class ModelConfig:
     min_bin_width: float = 1e-3
     min_bin_height: float = 1e-3
     min_derivative: float = 1e-3
+    # Image flows (REFERENCE 4.2): levels of squeeze + steps x [ActNorm, 1x1 conv, coupling], conv conditioners.
+    num_levels: int = 3
+    steps_per_level: int = 7
+    hidden_channels: int = 96
+    multi_scale: bool = False
+    actnorm: bool = True
+    preprocessing: Preprocessing = Preprocessing.glow
+    alpha: float = 0.05
 
 
 @dataclass
@@ -89,7 +111,7 @@ class TrainerConfig:
     eval_batch_size: int = 8192
     checkpoint_every: int = 1000
     log_every: int = 10
-    plot_every: int = 0
+    pictures_every: int = 0
     resume: bool = False
     device: str = "auto"
     progress_bar: bool = True

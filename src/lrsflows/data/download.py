@@ -1,6 +1,10 @@
-"""Download, verify and unpack the MAF data archive (Zenodo record 1161203) into the data root.
+"""Download, verify and unpack the data the loaders read: the MAF archive, CIFAR-10 and MNIST.
 
-Nothing else in the package downloads: loaders only read, and `make data` runs this once.
+Nothing else in the package downloads: loaders only read, and `make data` (or
+scripts/download_data.py --dataset NAME) runs this once. Every file is checked against a known MD5
+before anything trusts it; downloads resume from a `.part` file. ImageNet has no download (its
+official release is offline), only the manual steps of `imagenet_instructions`. This module does
+not import torch, so the download script starts quickly.
 """
 
 from __future__ import annotations
@@ -26,13 +30,66 @@ MAF_URL = "https://zenodo.org/records/1161203/files/data.tar.gz?download=1"
 MAF_MD5 = "9b9c9b0375315ad270eba4ce80c093ab"
 ARCHIVE_NAME = "data.tar.gz"
 ARCHIVE_TOP = "data"
+MAF_RETRY = "`make data`"
+
+# torchvision's archive and checksum; NSF/LRS read it under <data root>/cifar-10/ (docs/datasets.md §1.6).
+CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
+CIFAR10_MD5 = "c58f30108f718f92721af3b95e74349a"
+CIFAR10_ARCHIVE = "cifar-10-python.tar.gz"
+CIFAR10_ROOT = "cifar-10"
+CIFAR10_TOP = "cifar-10-batches-py"
+
+# torchvision's working mirror, with the MD5s of the gzip files; read from the torchvision layout (§1.8).
+MNIST_URL = "https://ossci-datasets.s3.amazonaws.com/mnist/"
+MNIST_MD5 = {
+    "train-images-idx3-ubyte.gz": "f68b3c2dcbeaaa9fbdd348bbdeb94873",
+    "train-labels-idx1-ubyte.gz": "d53e105ee54ea40749a09fcbcd1e9432",
+    "t10k-images-idx3-ubyte.gz": "9fb629c4189551a2d022fa330f9573f3",
+    "t10k-labels-idx1-ubyte.gz": "ec29112dd5afa0611ce80d1b7f02629c",
+}
+MNIST_RAW = "mnist/MNIST/raw"
+
 CHUNK_BYTES = 1 << 20
 NETWORK_ERRORS = (URLError, TimeoutError, ConnectionError, ssl.SSLError, http.client.HTTPException)
+DOWNLOADABLE = ("maf", "cifar10", "mnist")
+MANUAL = ("imagenet32", "imagenet64")
+
+
+def download_command(dataset: str, data_dir: Path) -> str:
+    """The command that downloads `dataset` into `data_dir` (ImageNet: prints the manual steps), quoted for messages."""
+    return f"`python scripts/download_data.py --dataset {dataset} --data-dir {data_dir}`"
+
+
+def refetch_advice(dataset: str, data_dir: Path) -> str:
+    """How to replace a damaged or wrong file of an image dataset: the end of an error message about it."""
+    if dataset in MANUAL:
+        steps = download_command(dataset, data_dir)
+        return f"delete it and fetch the {dataset} files again by hand ({steps} prints the steps)."
+    return f"delete it and run {download_command(dataset, data_dir)} to download it again."
+
+
+def imagenet_instructions(name: str, data_dir: Path) -> str:
+    """The manual steps for Oord's downsampled ImageNet (`imagenet32` or `imagenet64`), as one clause."""
+    size = name.removeprefix("imagenet")
+    folder = data_dir / name
+    drive_zip = {"32": "1TXsg8TP5SfsSL6Gk39McCkZu9rhSQnNX", "64": "1NqpYnfluJz9A2INgsn16238FUfZh9QwR"}[size]
+    steps = (
+        f"{name} cannot be downloaded automatically (the Oord et al. release, image-net.org/small/download.php, is "
+        f"offline): unpack its train_{size}x{size}.tar and valid_{size}x{size}.tar, or NSF's Google Drive zip "
+        f"(id {drive_zip}), so that {folder} holds the PNG folders train_{size}x{size}/ and valid_{size}x{size}/ "
+        "(or NSF's train/ and val/)"
+    )
+    if size == "64":
+        steps += (
+            f", or place NSF's train_64x64.npy and valid_64x64.npy (Google Drive ids 15AMmVSX-LDbP7LqC3R9Ns0RPbDI9301D "
+            f"and 1Me8EhsSwWbQjQ91vRG1emkIOCgDKK4yC) in {data_dir / 'imagenet64_fast'}"
+        )
+    return steps + "."
 
 
 @dataclass
 class Extraction:
-    """What unpacking did, as paths relative to the data root (refused: archive member names)."""
+    """What unpacking did, as paths relative to the folder unpacked into (refused: archive member names)."""
 
     extracted: list[str] = field(default_factory=list)
     kept: list[str] = field(default_factory=list)
@@ -41,13 +98,41 @@ class Extraction:
 
 def download_maf(data_dir: str | Path, url: str = MAF_URL, md5: str = MAF_MD5, timeout: float = 60.0) -> Extraction:
     """Fetch the archive (or reuse a verified one) into data_dir and unpack its data/ tree there."""
+    root = _make_folder(Path(data_dir).expanduser().absolute())
+    archive = fetch_file(url, root / ARCHIVE_NAME, md5.lower(), "the MAF archive", MAF_RETRY, timeout)
+    return extract_archive(archive, ARCHIVE_TOP, root, MAF_RETRY)
+
+
+def download_cifar10(
+    data_dir: str | Path, url: str = CIFAR10_URL, md5: str = CIFAR10_MD5, timeout: float = 60.0
+) -> Extraction:
+    """Fetch the python-version tarball into <data_dir>/cifar-10/ and unpack cifar-10-batches-py/ next to it."""
     root = Path(data_dir).expanduser().absolute()
+    folder = _make_folder(root / CIFAR10_ROOT)
+    retry = download_command("cifar10", root)
+    archive = fetch_file(url, folder / CIFAR10_ARCHIVE, md5.lower(), "the CIFAR-10 archive", retry, timeout)
+    return extract_archive(archive, CIFAR10_TOP, folder / CIFAR10_TOP, retry)
+
+
+def download_mnist(
+    data_dir: str | Path, base_url: str = MNIST_URL, md5s: dict[str, str] = MNIST_MD5, timeout: float = 60.0
+) -> list[Path]:
+    """Fetch the four gzip files into <data_dir>/mnist/MNIST/raw/, kept compressed (the reader reads .gz)."""
+    root = Path(data_dir).expanduser().absolute()
+    folder = _make_folder(root / MNIST_RAW)
+    retry = download_command("mnist", root)
+    return [
+        fetch_file(f"{base_url.rstrip('/')}/{name}", folder / name, md5.lower(), f"the MNIST file {name}", retry, timeout)
+        for name, md5 in md5s.items()
+    ]
+
+
+def _make_folder(folder: Path) -> Path:
     try:
-        root.mkdir(parents=True, exist_ok=True)
+        folder.mkdir(parents=True, exist_ok=True)
     except OSError as error:
-        raise DataError(f"cannot create the data folder {root} ({error}); choose another one with --data-dir.") from None
-    archive = fetch_archive(url, root / ARCHIVE_NAME, md5.lower(), timeout)
-    return extract_maf_archive(archive, root)
+        raise DataError(f"cannot create the data folder {folder} ({error}); choose another one with --data-dir.") from None
+    return folder
 
 
 def file_md5(path: Path) -> str:
@@ -59,34 +144,37 @@ def file_md5(path: Path) -> str:
     return digest.hexdigest()
 
 
-def fetch_archive(url: str, archive: Path, md5: str, timeout: float = 60.0) -> Path:
-    """The verified archive at `archive`: reused if present, else downloaded to a resumable .part, checked, renamed."""
-    if archive.is_file():
-        _require_md5(archive, md5, f"{archive}")
-        return archive
-    partial = archive.with_name(archive.name + ".part")
+def fetch_file(url: str, target: Path, md5: str, label: str, retry: str, timeout: float = 60.0) -> Path:
+    """The verified file at `target`: reused if present, else downloaded to a resumable .part, checked, renamed.
+
+    `label` names the file and `retry` the command that runs this again, both for error messages.
+    """
+    if target.is_file():
+        _require_md5(target, md5, str(target), target, retry)
+        return target
+    partial = target.with_name(target.name + ".part")
     try:
         _download(url, partial, timeout)
     except NETWORK_ERRORS as error:
         raise DataError(
-            f"could not download the MAF archive from {url} ({error}); download it by hand (MD5 {md5}), "
-            f"place it at {archive} and run `make data` again (an interrupted download resumes where it stopped)."
+            f"could not download {label} from {url} ({error}); download it by hand (MD5 {md5}), "
+            f"place it at {target} and run {retry} again (an interrupted download resumes where it stopped)."
         ) from None
     except OSError as error:
         raise DataError(f"could not write {partial} ({error}); free disk space or choose another --data-dir.") from None
-    _require_md5(partial, md5, f"the file downloaded from {url}")
-    os.replace(partial, archive)
-    return archive
+    _require_md5(partial, md5, f"the file downloaded from {url}", target, retry)
+    os.replace(partial, target)
+    return target
 
 
-def _require_md5(path: Path, md5: str, what: str) -> None:
+def _require_md5(path: Path, md5: str, what: str, target: Path, retry: str) -> None:
     """Delete a file whose checksum is wrong, so neither we nor a loader ever trust it."""
     actual = file_md5(path)
     if actual != md5:
         path.unlink()
         raise DataError(
-            f"{what} has MD5 {actual}, not the expected {md5}, so it was deleted; run `make data` again "
-            f"to download it, or place a correct copy at {path.with_name(ARCHIVE_NAME)}."
+            f"{what} has MD5 {actual}, not the expected {md5}, so it was deleted; run {retry} again "
+            f"to download it, or place a correct copy at {target}."
         )
 
 
@@ -99,7 +187,8 @@ def _download(url: str, partial: Path, timeout: float) -> None:
     with response, open(partial, "ab" if start else "wb") as sink:
         length = response.headers.get("Content-Length")
         total = start + int(length) if length else None
-        bar = tqdm(total=total, initial=start, unit="B", unit_scale=True, desc=ARCHIVE_NAME, disable=not sys.stderr.isatty())
+        name = partial.name.removesuffix(".part")
+        bar = tqdm(total=total, initial=start, unit="B", unit_scale=True, desc=name, disable=not sys.stderr.isatty())
         with bar:
             while chunk := response.read(CHUNK_BYTES):
                 sink.write(chunk)
@@ -124,30 +213,31 @@ def _open(url: str, start: int, timeout: float) -> tuple[http.client.HTTPRespons
     return _open(url, 0, timeout)
 
 
-def extract_maf_archive(archive: Path, data_dir: Path) -> Extraction:
-    """Unpack the files under data/ into data_dir, leaving out `._*` files, unsafe members and files already there."""
+def extract_archive(archive: Path, top: str, destination: Path, retry: str) -> Extraction:
+    """Unpack the files under the archive's `top/` folder into `destination`, leaving out `._*` files, unsafe members
+    and files already there (`retry` is the command named when the archive is damaged)."""
     result = Extraction()
     try:
         with tarfile.open(archive, "r:gz") as tar:
             for member in tar:
-                _extract_member(tar, member, data_dir, result)
+                _extract_member(tar, member, top, destination, result)
     except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile) as error:
-        raise DataError(f"{archive} cannot be unpacked ({error}); delete it and run `make data` again.") from None
+        raise DataError(f"{archive} cannot be unpacked ({error}); delete it and run {retry} again.") from None
     except OSError as error:
         raise DataError(
-            f"could not unpack {archive} into {data_dir} ({error}); free disk space or choose another --data-dir."
+            f"could not unpack {archive} into {destination} ({error}); free disk space or choose another --data-dir."
         ) from None
     return result
 
 
-def _extract_member(tar: tarfile.TarFile, member: tarfile.TarInfo, root: Path, result: Extraction) -> None:
-    """Refuse an unsafe member, skip one outside data/, keep a file already there at full size, else write it atomically."""
+def _extract_member(tar: tarfile.TarFile, member: tarfile.TarInfo, top: str, root: Path, result: Extraction) -> None:
+    """Refuse an unsafe member, skip one outside top/, keep a file already there at full size, else write it atomically."""
     parts = PurePosixPath(member.name).parts
     if PurePosixPath(member.name).is_absolute() or ".." in parts or not (member.isfile() or member.isdir()):
         result.refused.append(member.name)
         return
-    if member.isdir() or len(parts) < 2 or parts[0] != ARCHIVE_TOP or any(part.startswith("._") for part in parts):
-        return  # folders are made for the files they hold; macOS resource forks and files outside data/ are not ours
+    if member.isdir() or len(parts) < 2 or parts[0] != top or any(part.startswith("._") for part in parts):
+        return  # folders are made for the files they hold; macOS resource forks and files outside top/ are not ours
     relative = PurePosixPath(*parts[1:])
     target = root.joinpath(*relative.parts)
     if target.is_file() and target.stat().st_size == member.size:

@@ -1,6 +1,8 @@
-"""Mini-batches of a device-resident tensor by random permutation: no per-sample DataLoader indexing."""
+"""Training and evaluation batch streams: device-resident tabular tensors, and DataLoader-fed images."""
 
 import torch
+
+from ..data.dequantization import dequantize
 
 
 class TensorBatches:
@@ -37,3 +39,92 @@ class TensorBatches:
         self.generator.set_state(state["generator"])
         self.order = state["order"].to(self.data.device)
         self.position = state["position"]
+
+
+class ImageBatches:
+    """Training batches of dequantised images from a DataLoader (workers, pinned memory), endlessly, resumable.
+
+    Batches are drawn in the training split's fixed order, as the original does, or reshuffled every epoch with
+    `shuffle` (a permutation seeded by seed and epoch). The last partial batch of an epoch is dropped (the
+    original kept it). Dequantisation noise and horizontal flips are drawn on the device from the global RNG,
+    which checkpoints save, so the stream's state is just (epoch, batches consumed).
+    """
+
+    def __init__(self, dataset, batch_size: int, device: torch.device, num_bits: int, num_workers: int,
+                 shuffle: bool, flip: bool, seed: int):  # fmt: skip
+        if batch_size > len(dataset):
+            raise ValueError(f"batch size {batch_size} exceeds the {len(dataset)} training images; lower trainer.batch_size.")
+        self.dataset, self.batch_size, self.device = dataset, batch_size, device
+        self.num_bits, self.shuffle, self.flip, self.seed = num_bits, shuffle, flip, seed
+        self.epoch, self.consumed = 0, 0
+        self.loader = torch.utils.data.DataLoader(
+            dataset,
+            batch_sampler=_EpochBatches(self),
+            num_workers=num_workers,
+            pin_memory=device.type == "cuda",
+            persistent_workers=num_workers > 0,
+            generator=torch.Generator(),  # each new iterator draws its worker seed here, not from the global RNG
+        )
+        self._iterator = None
+
+    def epoch_order(self) -> torch.Tensor:
+        if not self.shuffle:
+            return torch.arange(len(self.dataset))
+        return torch.randperm(len(self.dataset), generator=torch.Generator().manual_seed(self.seed * 100_003 + self.epoch))
+
+    def __iter__(self):
+        return self
+
+    def __next__(self) -> torch.Tensor:
+        if self._iterator is None:
+            self._iterator = iter(self.loader)
+        try:
+            images = next(self._iterator)
+        except StopIteration:
+            self.epoch, self.consumed = self.epoch + 1, 0
+            self._iterator = iter(self.loader)
+            images = next(self._iterator)
+        self.consumed += 1
+        batch = dequantize(images.to(self.device, non_blocking=True), self.num_bits)
+        if self.flip:
+            flipped = torch.rand(len(batch), device=self.device) < 0.5
+            batch = torch.where(flipped[:, None, None, None], batch.flip(-1), batch)
+        return batch
+
+    def state_dict(self) -> dict:
+        return {"epoch": self.epoch, "consumed": self.consumed}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.epoch, self.consumed = state["epoch"], state["consumed"]
+        self._iterator = None
+
+
+class _EpochBatches(torch.utils.data.Sampler):
+    """The index batches of the stream's current epoch, from the first one not yet consumed."""
+
+    def __init__(self, stream: ImageBatches):
+        self.stream = stream
+
+    def __iter__(self):
+        size = self.stream.batch_size
+        order = self.stream.epoch_order()
+        whole = order[: len(order) // size * size].view(-1, size)
+        return iter(whole[self.stream.consumed :].tolist())
+
+    def __len__(self) -> int:
+        return len(self.stream.dataset) // self.stream.batch_size - self.stream.consumed
+
+
+def dequantized_batches(dataset, batch_size: int, device: torch.device, num_bits: int, seed: int, num_workers: int):
+    """An evaluation pass over images in order, with one dequantisation draw per image from a generator seeded
+    by `seed` (as the original's eval_on_test re-seeds), so a split's score is reproducible."""
+    generator = torch.Generator(device=device).manual_seed(seed)
+    loader = torch.utils.data.DataLoader(
+        dataset,
+        batch_size=batch_size,
+        num_workers=num_workers,
+        pin_memory=device.type == "cuda",
+        generator=torch.Generator(),  # leaves the global (training) RNG alone
+    )
+    for images in loader:
+        yield dequantize(images.to(device, non_blocking=True), num_bits, generator)

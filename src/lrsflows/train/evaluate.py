@@ -1,5 +1,6 @@
 """Per-example log-likelihoods over a whole split and the paper's summary: mean ± 2 standard errors."""
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import torch
@@ -20,14 +21,14 @@ class Estimate:
 
 
 @torch.no_grad()
-def log_likelihoods(flow: torch.nn.Module, data: torch.Tensor, batch_size: int) -> torch.Tensor:
-    """log p(x) of every row of `data` in eval mode (BatchNorm uses running statistics, dropout is off).
+def log_likelihoods(flow: torch.nn.Module, batches: Iterable[torch.Tensor]) -> torch.Tensor:
+    """log p(x) of every example of a pass over a split, in eval mode (BatchNorm uses running statistics, no dropout).
 
     Unlike the original, validation uses every example (its loader dropped the last partial batch of 512).
     """
     was_training = flow.training
     flow.eval()
     try:
-        return torch.cat([flow.log_prob(batch).double().cpu() for batch in data.split(batch_size)])
+        return torch.cat([flow.log_prob(batch).double().cpu() for batch in batches])
     finally:
         flow.train(was_training)

@@ -21,6 +21,10 @@ class RunLogger:
     def figure(self, tag: str, figure, step: int) -> None:
         self.writer.add_figure(tag, figure, step, close=False)
 
+    def image(self, tag: str, image, step: int) -> None:
+        """A uint8 (C, H, W) picture."""
+        self.writer.add_image(tag, image, step)
+
     def hparams(self, settings: dict, metrics: dict[str, float]) -> None:
         """Fill the hparams tab in this run's own event file (SummaryWriter.add_hparams would open a sub-run)."""
         experiment, start, end = hparams(settings, metrics)

@@ -14,15 +14,14 @@ def _grid(resolution: int) -> tuple[torch.Tensor, torch.Tensor]:
 
 @torch.no_grad()
 def density_figure(flow, true_log_prob=None, resolution: int = 200, num_samples: int = 100_000):
-    """A row of panels: true density (when known), model density, model samples; the RNG state is left as it was."""
+    """A row of panels: true density (when known), model density, model samples."""
     xs, points = _grid(resolution)
     points = points.to(next(flow.parameters()).device)
     was_training = flow.training
     flow.eval()
     try:
         model_density = flow.log_prob(points).exp().reshape(xs.shape).cpu()
-        with torch.random.fork_rng():
-            samples = flow.sample(num_samples).cpu()
+        samples = flow.sample(num_samples).cpu()
     finally:
         flow.train(was_training)
     panels = [("model density", model_density)]

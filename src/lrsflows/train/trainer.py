@@ -2,7 +2,7 @@
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import torch
@@ -11,7 +11,6 @@ from tqdm import tqdm
 from ..config import TrainerConfig
 from ..errors import RunError
 from . import checkpoint
-from .batches import TensorBatches
 from .evaluate import log_likelihoods
 from .logger import RunLogger
 
@@ -26,17 +25,22 @@ class Trainer:
     def __init__(
         self,
         flow: torch.nn.Module,
-        batches: TensorBatches,
-        val_data: torch.Tensor,
+        batches: Iterator[torch.Tensor],
+        validation: Callable[[], Iterable[torch.Tensor]],
         settings: TrainerConfig,
         checkpoint_dir: Path,
         logger: RunLogger,
         record: dict,
-        on_validation: Callable[[int], None] | None = None,
+        pictures: Callable[[int], None] | None = None,
+        image_dimension: int | None = None,
     ):
-        self.flow, self.batches, self.val_data, self.settings = flow, batches, val_data, settings
+        """`batches`: the training stream (with state_dict/load_state_dict); `validation`: a fresh pass over the
+        validation split per call; `pictures(step)`: drawn every trainer.pictures_every steps; `image_dimension`:
+        C·H·W for images, whose loss is then bits/dim as in the original (nats per example otherwise)."""
+        self.flow, self.batches, self.validation, self.settings = flow, batches, validation, settings
         self.last_path, self.best_path = checkpoint_dir / "last.pt", checkpoint_dir / "best.pt"
-        self.logger, self.record, self.on_validation = logger, record, on_validation
+        self.logger, self.record, self.pictures = logger, record, pictures
+        self.bits_per_nat = 1 / (image_dimension * math.log(2)) if image_dimension else None
         self.optimizer = torch.optim.Adam(flow.parameters(), lr=settings.lr)
         # Stepped after every optimiser step: lr_t = lr·(1 + cos(πt/T))/2. The original steps it at the start of
         # an iteration with the iteration index, which is the same schedule shifted by one step.
@@ -88,6 +92,9 @@ class Trainer:
                 bar.set_postfix(progress, refresh=False)
             if self.step % settings.val_every == 0 or self.step == settings.max_steps:
                 self._validate()
+            if self.pictures is not None and settings.pictures_every and self.step % settings.pictures_every == 0:
+                with torch.random.fork_rng():  # sampling for pictures must not shift the training RNG
+                    self.pictures(self.step)
             if self.step % settings.checkpoint_every == 0 or self.step == settings.max_steps:
                 self.elapsed = time.perf_counter() - started
                 self._save_last()
@@ -95,7 +102,7 @@ class Trainer:
         self.elapsed = time.perf_counter() - started
 
     def _update(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        loss = -self.flow.log_prob(batch).mean()
+        loss = -self.flow.log_prob(batch).mean() * (self.bits_per_nat or 1.0)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         limit = self.settings.grad_clip if self.settings.grad_clip is not None else math.inf
@@ -111,15 +118,14 @@ class Trainer:
         return loss.detach(), grad_norm
 
     def _validate(self) -> None:
-        score = log_likelihoods(self.flow, self.val_data, self.settings.eval_batch_size).mean().item()
-        self.logger.scalars(self.step, {"val/log_prob": score})
+        score = log_likelihoods(self.flow, self.validation()).mean().item()
+        scores = {"val/log_prob": score} | ({"val/bits_per_dim": -score * self.bits_per_nat} if self.bits_per_nat else {})
+        self.logger.scalars(self.step, scores)
         if score > self.best_val:
             self.best_val, self.best_step = score, self.step
             checkpoint.save(
                 {**self.record, "step": self.step, "val_log_prob": score, "model": self.flow.state_dict()}, self.best_path
             )
-        if self.on_validation is not None:
-            self.on_validation(self.step)
 
     def _save_last(self) -> None:
         checkpoint.save(

@@ -1,0 +1,64 @@
+"""CIFAR-10, python version: the pickled batches of the Toronto archive, read without torchvision.
+
+torchvision's class checks every batch's MD5 when constructed, so neither small test fixtures nor a
+copy that is fine but re-pickled would pass it; this reads the same files (docs/datasets.md §1.6).
+"""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .download import CIFAR10_ROOT, CIFAR10_TOP, download_command, refetch_advice
+from .errors import DataError
+
+LAYOUTS = (f"{CIFAR10_ROOT}/{CIFAR10_TOP}", CIFAR10_TOP)
+TRAIN_BATCHES = tuple(f"data_batch_{number}" for number in range(1, 6))
+TEST_BATCH = "test_batch"
+SHAPE = (3, 32, 32)
+ROW_VALUES = 3 * 32 * 32
+
+
+def read_cifar10(data_dir: Path) -> tuple[torch.Tensor, torch.Tensor]:
+    """The official train (data_batch_1..5, in order) and test images as uint8 tensors (N, 3, 32, 32).
+
+    Layouts tried in this order, the first holding all six batches wins: <root>/cifar-10/cifar-10-batches-py/
+    (NSF/LRS, torchvision's root), then <root>/cifar-10-batches-py/ (the tarball extracted in place).
+    """
+    batches = TRAIN_BATCHES + (TEST_BATCH,)
+    folder = next(
+        (data_dir / layout for layout in LAYOUTS if all((data_dir / layout / name).is_file() for name in batches)), None
+    )
+    if folder is None:
+        tried = " or ".join(str(data_dir / layout) for layout in LAYOUTS)
+        raise DataError(
+            f"CIFAR-10 not found: expected data_batch_1..5 and test_batch in {tried}; run "
+            f"{download_command('cifar10', data_dir)} (downloads and MD5-checks the Toronto archive) or point "
+            "paths.data_dir / LRSFLOWS_DATA_DIR at the folder that holds them."
+        )
+    advice = refetch_advice("cifar10", data_dir)
+    train = torch.cat([read_batch(folder / name, advice) for name in TRAIN_BATCHES])
+    return train, read_batch(folder / TEST_BATCH, advice)
+
+
+def read_batch(path: Path, advice: str) -> torch.Tensor:
+    """One batch's images: each row of its `data` is the red, then green, then blue 32x32 plane, row-major."""
+    try:
+        with open(path, "rb") as handle:
+            # The only pickles we load: batch files the user placed in the data root, or ones unpacked from the
+            # archive whose MD5 we verified. latin1 decodes their Python 2 str keys and array bytes unchanged.
+            batch = pickle.load(handle, encoding="latin1")
+    except Exception as error:  # a damaged pickle fails with many different exception types
+        raise DataError(f"{path} is not a readable CIFAR-10 batch ({type(error).__name__}: {error}); {advice}") from None
+    data = batch.get("data") if isinstance(batch, dict) else None
+    if not isinstance(data, np.ndarray):
+        raise DataError(f"{path} has no `data` array, so it is not a CIFAR-10 python batch; {advice}")
+    if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != ROW_VALUES:
+        raise DataError(
+            f"{path} holds {data.dtype} data of shape {data.shape} where uint8 rows of 3x32x32 values, shape "
+            f"(n, {ROW_VALUES}), are expected; {advice}"
+        )
+    return torch.from_numpy(np.ascontiguousarray(data).reshape(-1, *SHAPE))
