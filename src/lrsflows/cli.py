@@ -66,21 +66,29 @@ OmegaConf.register_new_resolver("lrsflows.run_dir", run_dir, replace=True)
 
 @hydra.main(config_path=CONFIG_DIR, config_name="config", version_base="1.3")
 def main(config: DictConfig) -> None:
-    from .train import tasks
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+
+    from .train import distributed, tasks
 
     settings = OmegaConf.to_object(config)
     output = Path(HydraConfig.get().runtime.output_dir)
     try:
-        if settings.task is Task.train:
+        if settings.task is Task.train and settings.trainer.devices > 1 and not distributed.launched_by_torchrun():
+            record = distributed.launch(settings.trainer.devices, tasks.train_worker, tasks.plain(settings), str(output))
+        elif settings.task is Task.train:
             record = tasks.train(settings, output)
-            print(summary(record))
         elif settings.task is Task.eval:
-            print(summary(tasks.evaluate(settings, output)))
+            record = tasks.evaluate(settings, output)
         else:
             print(f"samples: {tasks.sample(settings, output)}")
+            return
     except (DataError, RunError) as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(1)
+    except ChildFailedError:
+        sys.exit(1)  # the failing process has printed its one-sentence error
+    if record is not None:
+        print(summary(record))
 
 
 def summary(record: dict) -> str:

@@ -43,6 +43,13 @@ class Linear(str, Enum):
     none = "none"
 
 
+class Precision(str, Enum):
+    fp32 = "fp32"
+    fp64 = "fp64"
+    bf16 = "bf16"
+    fp16 = "fp16"
+
+
 class Preprocessing(str, Enum):
     glow = "glow"
     realnvp = "realnvp"
@@ -115,6 +122,14 @@ class TrainerConfig:
     resume: bool = False
     device: str = "auto"
     progress_bar: bool = True
+    # Processes: 1, or N data-parallel processes started through torch's elastic launcher (torchrun sets its own).
+    devices: int = 1
+    sync_batchnorm: bool = False
+    # fp32, fp64 (the whole model), or bf16/fp16 autocast of the conditioners (splines stay float32; fp16 adds a
+    # gradient scaler); torch.compile of the training step; deterministic algorithms where torch has them.
+    precision: Precision = Precision.fp32
+    compile: bool = False
+    deterministic: bool = False
 
 
 @dataclass

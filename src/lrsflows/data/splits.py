@@ -23,8 +23,9 @@ class Splits:
     def features(self) -> int:
         return self.train.shape[1]
 
-    def to(self, device: torch.device) -> "Splits":
-        return Splits(self.train.to(device), self.val.to(device), self.test.to(device), self.true_log_prob)
+    def to(self, device: torch.device, dtype: torch.dtype = torch.float32) -> "Splits":
+        moved = (split.to(device, dtype) for split in (self.train, self.val, self.test))
+        return Splits(*moved, self.true_log_prob)
 
 
 def load_splits(

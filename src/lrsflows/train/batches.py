@@ -9,14 +9,16 @@ class TensorBatches:
     """An endless stream of batches drawn without replacement, reshuffled every epoch (remainders dropped).
 
     The permutation comes from a seeded CPU generator, and the stream's position is part of its state, so a
-    resumed run draws exactly the batches an uninterrupted one would.
+    resumed run draws exactly the batches an uninterrupted one would. Under data parallelism every process
+    draws the same global batch of `batch_size` and keeps its own contiguous share of it.
     """
 
-    def __init__(self, data: torch.Tensor, batch_size: int, seed: int):
+    def __init__(self, data: torch.Tensor, batch_size: int, seed: int, rank: int = 0, world_size: int = 1):
         if batch_size > len(data):
             raise ValueError(f"batch size {batch_size} exceeds the {len(data)} training examples; lower trainer.batch_size.")
         self.data = data
         self.batch_size = batch_size
+        self.share = slice(*_share(batch_size, rank, world_size))
         self.generator = torch.Generator().manual_seed(seed)
         self.order = torch.empty(0, dtype=torch.long)
         self.position = 0
@@ -28,7 +30,7 @@ class TensorBatches:
         if self.position + self.batch_size > len(self.order):
             self.order = torch.randperm(len(self.data), generator=self.generator).to(self.data.device)
             self.position = 0
-        indices = self.order[self.position : self.position + self.batch_size]
+        indices = self.order[self.position : self.position + self.batch_size][self.share]
         self.position += self.batch_size
         return self.data[indices]
 
@@ -51,10 +53,11 @@ class ImageBatches:
     """
 
     def __init__(self, dataset, batch_size: int, device: torch.device, num_bits: int, num_workers: int,
-                 shuffle: bool, flip: bool, seed: int):  # fmt: skip
+                 shuffle: bool, flip: bool, seed: int, rank: int = 0, world_size: int = 1):  # fmt: skip
         if batch_size > len(dataset):
             raise ValueError(f"batch size {batch_size} exceeds the {len(dataset)} training images; lower trainer.batch_size.")
         self.dataset, self.batch_size, self.device = dataset, batch_size, device
+        self.share = slice(*_share(batch_size, rank, world_size))
         self.num_bits, self.shuffle, self.flip, self.seed = num_bits, shuffle, flip, seed
         self.epoch, self.consumed = 0, 0
         self.loader = torch.utils.data.DataLoader(
@@ -109,22 +112,42 @@ class _EpochBatches(torch.utils.data.Sampler):
         size = self.stream.batch_size
         order = self.stream.epoch_order()
         whole = order[: len(order) // size * size].view(-1, size)
-        return iter(whole[self.stream.consumed :].tolist())
+        return iter(whole[self.stream.consumed :, self.stream.share].tolist())
 
     def __len__(self) -> int:
         return len(self.stream.dataset) // self.stream.batch_size - self.stream.consumed
 
 
-def dequantized_batches(dataset, batch_size: int, device: torch.device, num_bits: int, seed: int, num_workers: int):
-    """An evaluation pass over images in order, with one dequantisation draw per image from a generator seeded
-    by `seed` (as the original's eval_on_test re-seeds), so a split's score is reproducible."""
-    generator = torch.Generator(device=device).manual_seed(seed)
+def dequantized_batches(dataset, batch_size: int, device: torch.device, num_bits: int, seed: int, num_workers: int,
+                        rank: int = 0, world_size: int = 1):  # fmt: skip
+    """An evaluation pass over images with one dequantisation draw per image, as the original's eval_on_test.
+
+    Batch b's noise comes from a generator seeded by (seed, b), so a split's score is reproducible and the
+    same whether one process evaluates every batch or `world_size` processes take every world_size-th one.
+    """
+    batches = torch.arange(len(dataset)).split(batch_size)
+    numbers = range(len(batches))[rank::world_size]
     loader = torch.utils.data.DataLoader(
         dataset,
-        batch_size=batch_size,
+        batch_sampler=[batches[number].tolist() for number in numbers],
         num_workers=num_workers,
         pin_memory=device.type == "cuda",
         generator=torch.Generator(),  # leaves the global (training) RNG alone
     )
-    for images in loader:
+    generator = torch.Generator(device=device)
+    for number, images in zip(numbers, loader):
+        generator.manual_seed(seed * 1_000_003 + number)
         yield dequantize(images.to(device, non_blocking=True), num_bits, generator)
+
+
+def tensor_batches(data: torch.Tensor, batch_size: int, rank: int = 0, world_size: int = 1) -> list[torch.Tensor]:
+    """An evaluation pass over a tensor split; each of `world_size` processes takes every world_size-th batch."""
+    return list(data.split(batch_size))[rank::world_size]
+
+
+def _share(batch_size: int, rank: int, world_size: int) -> tuple[int, int]:
+    """This process's contiguous part of a global batch."""
+    if batch_size % world_size:
+        raise ValueError(f"trainer.batch_size={batch_size} must be divisible by the {world_size} processes.")
+    size = batch_size // world_size
+    return rank * size, (rank + 1) * size

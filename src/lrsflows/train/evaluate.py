@@ -29,6 +29,7 @@ def log_likelihoods(flow: torch.nn.Module, batches: Iterable[torch.Tensor]) -> t
     was_training = flow.training
     flow.eval()
     try:
-        return torch.cat([flow.log_prob(batch).double().cpu() for batch in batches])
+        # A process with no batch of a small split contributes nothing.
+        return torch.cat([torch.empty(0, dtype=torch.float64)] + [flow.log_prob(batch).double().cpu() for batch in batches])
     finally:
         flow.train(was_training)

@@ -16,12 +16,13 @@ def _grid(resolution: int) -> tuple[torch.Tensor, torch.Tensor]:
 def density_figure(flow, true_log_prob=None, resolution: int = 200, num_samples: int = 100_000):
     """A row of panels: true density (when known), model density, model samples."""
     xs, points = _grid(resolution)
-    points = points.to(next(flow.parameters()).device)
+    parameter = next(flow.parameters())
+    points = points.to(parameter.device, parameter.dtype)
     was_training = flow.training
     flow.eval()
     try:
-        model_density = flow.log_prob(points).exp().reshape(xs.shape).cpu()
-        samples = flow.sample(num_samples).cpu()
+        model_density = flow.log_prob(points).exp().reshape(xs.shape).float().cpu()
+        samples = flow.sample(num_samples).float().cpu()
     finally:
         flow.train(was_training)
     panels = [("model density", model_density)]

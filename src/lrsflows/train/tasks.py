@@ -3,8 +3,10 @@
 import dataclasses
 import json
 import math
+import os
 import random
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
 from enum import Enum
@@ -15,14 +17,16 @@ import torch
 from omegaconf import OmegaConf
 from PIL import Image  # pillow comes with matplotlib
 
-from ..config import Arch, Config, DatasetConfig, DatasetKind, ModelConfig, TrainerConfig
+from ..config import Arch, Config, DatasetConfig, DatasetKind, ModelConfig, Precision, TrainerConfig
 from ..data.dequantization import to_display
 from ..data.images import load_image_splits
 from ..data.splits import load_splits
+from ..data.errors import DataError
 from ..errors import RunError
 from ..flows import build_image_flow, build_tabular_flow
-from . import checkpoint
-from .batches import ImageBatches, TensorBatches, dequantized_batches
+from . import checkpoint, distributed
+from .batches import ImageBatches, TensorBatches, dequantized_batches, tensor_batches
+from .distributed import Process
 from .evaluate import Estimate, log_likelihoods
 from .files import write_atomically, write_json
 from .image_pictures import reconstruction, sample_grids
@@ -37,8 +41,8 @@ RECONSTRUCTED_IMAGES = 8
 class RunData:
     """What a run trains on and is scored on, whatever the dataset kind.
 
-    `validation()` and `test()` start a fresh, reproducible pass over their split; `train(batch_size, seed)`
-    opens the resumable training stream. 2-D data also carries its test points and exact log-density.
+    `validation()` and `test()` start a fresh, reproducible pass over this process's share of their split;
+    `train(batch_size, seed)` opens its resumable training stream. 2-D data also carries its exact log-density.
     """
 
     kind: DatasetKind
@@ -47,7 +51,6 @@ class RunData:
     validation: Callable[[], Iterable[torch.Tensor]]
     test: Callable[[], Iterable[torch.Tensor]]
     num_bits: int | None = None
-    test_points: torch.Tensor | None = None
     true_log_prob: Callable[[torch.Tensor], torch.Tensor] | None = None
     val_indices: np.ndarray | None = None
 
@@ -83,49 +86,48 @@ def git_revision() -> str:
     return revision + ("+dirty" if changes else "")
 
 
-def select_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
 def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
     np.random.seed(seed % 2**32)
     random.seed(seed)
 
 
-def load_data(dataset: DatasetConfig, data_dir: str, trainer: TrainerConfig, seed: int, device: torch.device) -> RunData:
+def load_data(dataset: DatasetConfig, data_dir: str, trainer: TrainerConfig, seed: int, process: Process) -> RunData:
+    """The dataset's streams for this process (its share of every batch and split when there are several)."""
     if dataset.kind == DatasetKind.image:
-        return _image_data(dataset, data_dir, trainer, seed, device)
+        return _image_data(dataset, data_dir, trainer, seed, process)
+    dtype = torch.float64 if trainer.precision == Precision.fp64 else torch.float32
     splits = load_splits(
         dataset.name, dataset.kind, data_dir, dataset.num_train, dataset.num_val, dataset.num_test, dataset.seed
-    ).to(device)
+    ).to(process.device, dtype)
+    share = dict(rank=process.rank, world_size=process.world_size)
     return RunData(
         kind=dataset.kind,
         shape=(splits.features,),
-        train=lambda batch_size, stream_seed: TensorBatches(splits.train, batch_size, stream_seed),
-        validation=lambda: splits.val.split(trainer.eval_batch_size),
-        test=lambda: splits.test.split(trainer.eval_batch_size),
-        test_points=splits.test,
+        train=lambda batch_size, stream_seed: TensorBatches(splits.train, batch_size, stream_seed, **share),
+        validation=lambda: tensor_batches(splits.val, trainer.eval_batch_size, **share),
+        test=lambda: tensor_batches(splits.test, trainer.eval_batch_size, **share),
         true_log_prob=splits.true_log_prob,
     )
 
 
-def _image_data(dataset: DatasetConfig, data_dir: str, trainer: TrainerConfig, seed: int, device: torch.device) -> RunData:
+def _image_data(dataset: DatasetConfig, data_dir: str, trainer: TrainerConfig, seed: int, process: Process) -> RunData:
+    if trainer.precision == Precision.fp64:
+        raise RunError("trainer.precision=fp64 is for tabular and 2-D data; train image flows in fp32, bf16 or fp16.")
     splits = load_image_splits(dataset.name, data_dir, dataset.valid_frac, dataset.seed)
+    share = dict(rank=process.rank, world_size=process.world_size)
 
     def evaluation(split):
         return lambda: dequantized_batches(
-            split, trainer.eval_batch_size, device, dataset.num_bits, seed, dataset.num_workers
+            split, trainer.eval_batch_size, process.device, dataset.num_bits, seed, dataset.num_workers, **share
         )
 
     return RunData(
         kind=DatasetKind.image,
         shape=tuple(splits.shape),
         train=lambda batch_size, stream_seed: ImageBatches(
-            splits.train, batch_size, device, dataset.num_bits, dataset.num_workers, dataset.shuffle, dataset.flip,
-            stream_seed,
+            splits.train, batch_size, process.device, dataset.num_bits, dataset.num_workers, dataset.shuffle,
+            dataset.flip, stream_seed, **share,
         ),  # fmt: skip
         validation=evaluation(splits.val),
         test=evaluation(splits.test),
@@ -179,10 +181,12 @@ def typed(schema, values: dict):
     return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(schema), values))
 
 
-def test_results(flow: torch.nn.Module, data: RunData) -> dict:
+def test_results(flow: torch.nn.Module, data: RunData, process: Process) -> dict:
     """The paper's test metric over the whole test split, mean ± 2 s.e.: log-likelihood in nats (vectors; for
-    2-D data also E log p_true and the KL gap), or bits/dim (images; also the original's 2·std/N error bar)."""
-    model = log_likelihoods(flow, data.test())
+    2-D data also E log p_true and the KL gap), or bits/dim (images; also the original's 2·std/N error bar).
+    Each process scores its share; the per-example values are gathered, so the numbers equal one process's."""
+    batches = list(data.test())
+    model = distributed.gather(log_likelihoods(flow, batches), process)
     if data.kind == DatasetKind.image:
         bits = -model / (math.prod(data.shape) * math.log(2))
         result = Estimate.of(bits)
@@ -209,7 +213,8 @@ def test_results(flow: torch.nn.Module, data: RunData) -> dict:
         "kl_gap_error": None,
     }
     if data.true_log_prob is not None:
-        truth = data.true_log_prob(data.test_points.cpu())
+        truths = [torch.empty(0, dtype=torch.float64)] + [data.true_log_prob(batch.cpu()) for batch in batches]
+        truth = distributed.gather(torch.cat(truths), process)
         true_estimate, gap = Estimate.of(truth), Estimate.of(truth - model)
         record.update(
             true_log_prob=true_estimate.mean,
@@ -255,12 +260,43 @@ def write_png(path: Path, grid: torch.Tensor) -> None:
     write_atomically(path, lambda handle: picture.save(handle, format="png"))
 
 
-def train(config: Config, run_dir: Path) -> dict:
-    """Train, then evaluate the best-validation checkpoint on the test split; write results.json."""
+def train(config: Config, run_dir: Path) -> dict | None:
+    """Train, then evaluate the best-validation checkpoint on the test split; write results.json.
+
+    Every process of a data-parallel group runs this; the main one writes the files and returns the record.
+    """
+    if config.trainer.deterministic:
+        make_deterministic()
+    process = distributed.join(config.trainer.device)
+    try:
+        return _train(config, run_dir, process)
+    finally:
+        distributed.leave()
+
+
+def train_worker(config: dict, run_dir: str) -> dict | None:
+    """One process of `trainer.devices=N` (started by distributed.launch): errors as one sentence, exit 1."""
+    try:
+        return train(typed(Config, config), Path(run_dir))
+    except (DataError, RunError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        raise SystemExit(1) from None
+
+
+def make_deterministic() -> None:
+    """Bit-reproducible kernels where torch has them (an error names any operation that has none)."""
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(True)
+    torch.backends.cudnn.benchmark = False
+
+
+def _train(config: Config, run_dir: Path, process: Process) -> dict | None:
     seed_everything(config.seed)
-    device = select_device(config.trainer.device)
-    data = load_data(config.dataset, config.paths.data_dir, config.trainer, config.seed, device)
-    flow = build_flow(config.model, data).to(device)
+    data = load_data(config.dataset, config.paths.data_dir, config.trainer, config.seed, process)
+    flow = build_flow(config.model, data).to(process.device)
+    if config.trainer.precision == Precision.fp64:
+        flow = flow.double()
+    seed_everything(config.seed + process.rank)  # one model for all; each process its own noise and dropout
     checkpoint_dir = run_dir / "checkpoints"
     last_path = checkpoint_dir / "last.pt"
     state = None
@@ -271,9 +307,10 @@ def train(config: Config, run_dir: Path) -> dict:
                 "or remove that folder to start over."
             )
         state = checkpoint.load(last_path)
-    if data.val_indices is not None:
+    main = process.is_main
+    if main and data.val_indices is not None:
         write_atomically(run_dir / "val_indices.npy", lambda handle: np.save(handle, data.val_indices))
-    logger = RunLogger(run_dir / "tensorboard", first_step=state["step"] if state else 0)
+    logger = RunLogger(run_dir / "tensorboard", first_step=state["step"] if state else 0) if main else None
     trainer = Trainer(
         flow,
         data.train(config.trainer.batch_size, config.seed),
@@ -282,28 +319,33 @@ def train(config: Config, run_dir: Path) -> dict:
         checkpoint_dir,
         logger,
         {"config": plain(config)},
-        pictures=lambda step: save_pictures(flow, data, run_dir, logger, step),
+        process,
+        pictures=(lambda step: save_pictures(flow, data, run_dir, logger, step)) if main else None,
         image_dimension=math.prod(data.shape) if data.kind == DatasetKind.image else None,
     )
     if state is not None:
         trainer.resume(state)
-        print(f"resuming {run_dir} at step {trainer.step}")
+        if main:
+            print(f"resuming {run_dir} at step {trainer.step}")
     try:
         trainer.fit()
-        best = checkpoint.load(checkpoint_dir / "best.pt")
-        flow.load_state_dict(best["model"])
+        flow.load_state_dict(checkpoint.load(checkpoint_dir / "best.pt")["model"])
+        scores = test_results(flow, data, process)
+        if not main:
+            return None
         record = {
             "dataset": config.dataset.name,
             "model": config.model.name,
             "family": config.model.family.value,
             "arch": config.model.arch.value,
             "seed": config.seed,
-            **test_results(flow, data),
+            **scores,
             "steps": trainer.step,
-            "best_step": best["step"],
-            "best_val": best["val_log_prob"],
+            "best_step": trainer.best_step,
+            "best_val": trainer.best_val,
             "wall_time_s": trainer.elapsed,
             "num_parameters": sum(parameter.numel() for parameter in flow.parameters()),
+            "processes": process.world_size,
             "git_revision": git_revision(),
             "run_dir": str(run_dir),
         }
@@ -316,30 +358,35 @@ def train(config: Config, run_dir: Path) -> dict:
             | ({"hparam/kl_gap": record["kl_gap"]} if record.get("kl_gap") is not None else {}),
         )
     finally:
-        logger.close()
+        if logger is not None:
+            logger.close()
     write_json(run_dir / "results.json", record)
     return record
 
 
-def _restore(config: Config) -> tuple[dict, torch.nn.Module, RunData]:
-    """The checkpoint named by ckpt=, its model (weights loaded, eval mode) and its dataset."""
+def _restore(config: Config) -> tuple[dict, torch.nn.Module, RunData, Process]:
+    """The checkpoint named by ckpt=, its model (weights loaded, eval mode) and its dataset, in one process."""
     if config.ckpt is None:
         raise RunError(f"task={config.task.value} needs a checkpoint: add ckpt=<run dir>/checkpoints/best.pt.")
     state = checkpoint.load(config.ckpt)
     saved = state["config"]
-    device = select_device(config.trainer.device)
-    data = load_data(typed(DatasetConfig, saved["dataset"]), config.paths.data_dir, config.trainer, saved["seed"], device)
-    flow = build_flow(typed(ModelConfig, saved["model"]), data).to(device)
+    process = distributed.join(config.trainer.device)
+    trainer_settings = typed(TrainerConfig, saved["trainer"])
+    trainer_settings.eval_batch_size = config.trainer.eval_batch_size
+    data = load_data(typed(DatasetConfig, saved["dataset"]), config.paths.data_dir, trainer_settings, saved["seed"], process)
+    flow = build_flow(typed(ModelConfig, saved["model"]), data).to(process.device)
+    if trainer_settings.precision == Precision.fp64:
+        flow = flow.double()
     flow.load_state_dict(state["model"])
     flow.eval()
-    return state, flow, data
+    return state, flow, data, process
 
 
 def evaluate(config: Config, run_dir: Path) -> dict:
     """Evaluate a checkpoint on its dataset's test split; write results.json."""
     seed_everything(config.seed)
     started = time.perf_counter()
-    state, flow, data = _restore(config)
+    state, flow, data, process = _restore(config)
     saved = state["config"]
     record = {
         "dataset": saved["dataset"]["name"],
@@ -347,7 +394,7 @@ def evaluate(config: Config, run_dir: Path) -> dict:
         "family": saved["model"]["family"],
         "arch": saved["model"]["arch"],
         "seed": saved["seed"],
-        **test_results(flow, data),
+        **test_results(flow, data, process),
         "steps": state["step"],
         "checkpoint": str(Path(config.ckpt).resolve()),
         "wall_time_s": time.perf_counter() - started,
@@ -363,7 +410,7 @@ def evaluate(config: Config, run_dir: Path) -> dict:
 def sample(config: Config, run_dir: Path) -> Path:
     """Draw n samples at `temperature` from a checkpoint into samples.npy (display pixels for images), plus pictures."""
     seed_everything(config.seed)
-    state, flow, data = _restore(config)
+    state, flow, data, _ = _restore(config)
     chunks, remaining = [], config.n
     while remaining > 0:
         count = min(remaining, config.trainer.eval_batch_size)

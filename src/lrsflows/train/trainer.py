@@ -1,25 +1,33 @@
 """The training loop: Adam, cosine annealing to 0, gradient-norm clipping, validation, best and last checkpoints."""
 
+import contextlib
 import math
+import signal
 import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import torch
+from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from ..config import TrainerConfig
+from ..config import Precision, TrainerConfig
 from ..errors import RunError
-from . import checkpoint
+from . import checkpoint, distributed
+from .distributed import Process
 from .evaluate import log_likelihoods
 from .logger import RunLogger
+
+AUTOCAST_DTYPES = {Precision.bf16: torch.bfloat16, Precision.fp16: torch.float16}
 
 
 class Trainer:
     """Fits a flow by maximum likelihood and keeps `checkpoints/last.pt` (resumable) and `best.pt` (best validation).
 
-    `last.pt` holds model, optimizer, scheduler, batch stream, step, best score and every RNG state, so
-    `resume()` continues to exactly the result of an uninterrupted run.
+    `last.pt` holds model, optimizer, scheduler, gradient scaler, batch stream, step, best score and every
+    process's RNG states, so `resume()` continues to exactly the result of an uninterrupted run. With several
+    processes the flow is wrapped in DistributedDataParallel; only the main process writes files and logs.
+    SIGTERM or SIGINT stops the loop after the current step with `last.pt` written.
     """
 
     def __init__(
@@ -29,18 +37,23 @@ class Trainer:
         validation: Callable[[], Iterable[torch.Tensor]],
         settings: TrainerConfig,
         checkpoint_dir: Path,
-        logger: RunLogger,
+        logger: RunLogger | None,
         record: dict,
+        process: Process,
         pictures: Callable[[int], None] | None = None,
         image_dimension: int | None = None,
     ):
-        """`batches`: the training stream (with state_dict/load_state_dict); `validation`: a fresh pass over the
-        validation split per call; `pictures(step)`: drawn every trainer.pictures_every steps; `image_dimension`:
-        C·H·W for images, whose loss is then bits/dim as in the original (nats per example otherwise)."""
+        """`batches`: this process's training stream (with state_dict/load_state_dict); `validation`: a fresh pass
+        over this process's share of the validation split per call; `pictures(step)`: drawn every
+        trainer.pictures_every steps; `image_dimension`: C·H·W for images, whose loss is then bits/dim as in
+        the original (nats per example otherwise). `logger` is None on processes other than the main one."""
         self.flow, self.batches, self.validation, self.settings = flow, batches, validation, settings
         self.last_path, self.best_path = checkpoint_dir / "last.pt", checkpoint_dir / "best.pt"
-        self.logger, self.record, self.pictures = logger, record, pictures
+        self.logger, self.record, self.process, self.pictures = logger, record, process, pictures
         self.bits_per_nat = 1 / (image_dimension * math.log(2)) if image_dimension else None
+        self.model = _parallel_and_compiled(flow, settings, process)
+        self.autocast_dtype = AUTOCAST_DTYPES.get(settings.precision)
+        self.scaler = torch.amp.GradScaler(process.device.type, enabled=settings.precision == Precision.fp16)
         self.optimizer = torch.optim.Adam(flow.parameters(), lr=settings.lr)
         # Stepped after every optimiser step: lr_t = lr·(1 + cos(πt/T))/2. The original steps it at the start of
         # an iteration with the iteration index, which is the same schedule shifted by one step.
@@ -52,13 +65,20 @@ class Trainer:
         self.step = 0
         self.best_val, self.best_step = -math.inf, 0
         self.elapsed = 0.0
+        self.stop_signal: int | None = None
 
     def resume(self, state: dict) -> None:
+        if len(state["rng"]) != self.process.world_size:
+            raise RunError(
+                f"{self.last_path} was written by {len(state['rng'])} process(es); resume it with "
+                f"trainer.devices={len(state['rng'])} (or the same torchrun --nproc_per_node)."
+            )
         self.flow.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
+        self.scaler.load_state_dict(state["scaler"])
         self.batches.load_state_dict(state["batches"])
-        checkpoint.set_rng_state(state["rng"])
+        checkpoint.set_rng_state(state["rng"][self.process.rank])
         self.step, self.best_val, self.best_step = state["step"], state["best_val"], state["best_step"]
         self.elapsed = state["elapsed"]
 
@@ -66,68 +86,94 @@ class Trainer:
         settings = self.settings
         started, window_start, window_steps = time.perf_counter() - self.elapsed, time.perf_counter(), 0
         bar = tqdm(
-            total=settings.max_steps, initial=self.step, disable=not settings.progress_bar, dynamic_ncols=True, unit="step"
+            total=settings.max_steps,
+            initial=self.step,
+            disable=not (settings.progress_bar and self.process.is_main),
+            dynamic_ncols=True,
+            unit="step",
         )
         self.flow.train()
-        while self.step < settings.max_steps:
-            loss, grad_norm = self._update(next(self.batches))
-            self.step += 1
-            window_steps += 1
-            bar.update()
-            if self.step % settings.log_every == 0 or self.step == settings.max_steps:
-                now = time.perf_counter()
-                self.logger.scalars(
-                    self.step,
-                    {
-                        "train/loss": loss.item(),
-                        "lr": self.scheduler.get_last_lr()[0],
-                        "grad_norm": grad_norm.item(),
-                        "steps_per_sec": window_steps / (now - window_start),
-                    },
-                )
-                window_start, window_steps = now, 0
-                progress = {"loss": f"{loss.item():.3f}"}
-                if math.isfinite(self.best_val):
-                    progress["best val"] = f"{self.best_val:.3f}"
-                bar.set_postfix(progress, refresh=False)
-            if self.step % settings.val_every == 0 or self.step == settings.max_steps:
-                self._validate()
-            if self.pictures is not None and settings.pictures_every and self.step % settings.pictures_every == 0:
-                with torch.random.fork_rng():  # sampling for pictures must not shift the training RNG
-                    self.pictures(self.step)
-            if self.step % settings.checkpoint_every == 0 or self.step == settings.max_steps:
-                self.elapsed = time.perf_counter() - started
-                self._save_last()
+        with self._stop_on_signals():
+            while self.step < settings.max_steps:
+                loss, grad_norm = self._update(next(self.batches))
+                self.step += 1
+                window_steps += 1
+                bar.update()
+                if self.step % settings.log_every == 0 or self.step == settings.max_steps:
+                    now = time.perf_counter()
+                    self._log(
+                        {
+                            "train/loss": loss.item(),
+                            "lr": self.scheduler.get_last_lr()[0],
+                            "grad_norm": grad_norm.item(),
+                            "steps_per_sec": window_steps / (now - window_start),
+                        }
+                    )
+                    window_start, window_steps = now, 0
+                    progress = {"loss": f"{loss.item():.3f}"}
+                    if math.isfinite(self.best_val):
+                        progress["best val"] = f"{self.best_val:.3f}"
+                    bar.set_postfix(progress, refresh=False)
+                if self.step % settings.val_every == 0 or self.step == settings.max_steps:
+                    self._validate()
+                if self.pictures and settings.pictures_every and self.step % settings.pictures_every == 0:
+                    with torch.random.fork_rng():  # sampling for pictures must not shift the training RNG
+                        self.pictures(self.step)
+                stopping = self._signalled()
+                if stopping or self.step % settings.checkpoint_every == 0 or self.step == settings.max_steps:
+                    self.elapsed = time.perf_counter() - started
+                    self._save_last()
+                if stopping:
+                    raise RunError(
+                        f"stopped by {signal.Signals(self.stop_signal).name} at step {self.step}; {self.last_path} "
+                        "holds it — rerun the same command with trainer.resume=true to continue."
+                    )
         bar.close()
         self.elapsed = time.perf_counter() - started
 
     def _update(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        loss = -self.flow.log_prob(batch).mean() * (self.bits_per_nat or 1.0)
+        # Autocast covers the conditioner networks; the spline functions run in float32 whatever the context.
+        with torch.autocast(self.process.device.type, self.autocast_dtype, enabled=self.autocast_dtype is not None):
+            loss = -self.model(batch).mean() * (self.bits_per_nat or 1.0)
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        self.scaler.scale(loss).backward()
+        self.scaler.unscale_(self.optimizer)
         limit = self.settings.grad_clip if self.settings.grad_clip is not None else math.inf
         grad_norm = torch.nn.utils.clip_grad_norm_(self.flow.parameters(), limit)
-        if not (torch.isfinite(loss) and torch.isfinite(grad_norm)):
+        loss = distributed.mean(loss.detach(), self.process)
+        # With fp16 the scaler skips steps whose scaled gradients overflow; otherwise a non-finite value is fatal.
+        finite_gradient = torch.isfinite(grad_norm) or self.scaler.is_enabled()
+        if not (torch.isfinite(loss) and finite_gradient):
             raise RunError(
                 f"the training loss became {loss.item()} at step {self.step + 1} (gradient norm {grad_norm.item()}); "
                 f"nothing was updated, and {self.last_path} still holds the last good state — lower trainer.lr or "
                 "set trainer.grad_clip, then rerun with trainer.resume=true."
             )
-        self.optimizer.step()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
         self.scheduler.step()
-        return loss.detach(), grad_norm
+        return loss, grad_norm
+
+    def _log(self, values: dict[str, float]) -> None:
+        if self.logger is not None:
+            self.logger.scalars(self.step, values)
 
     def _validate(self) -> None:
-        score = log_likelihoods(self.flow, self.validation()).mean().item()
-        scores = {"val/log_prob": score} | ({"val/bits_per_dim": -score * self.bits_per_nat} if self.bits_per_nat else {})
-        self.logger.scalars(self.step, scores)
+        values = distributed.gather(log_likelihoods(self.flow, self.validation()), self.process)
+        score = values.mean().item()
+        self._log({"val/log_prob": score} | ({"val/bits_per_dim": -score * self.bits_per_nat} if self.bits_per_nat else {}))
         if score > self.best_val:
             self.best_val, self.best_step = score, self.step
-            checkpoint.save(
-                {**self.record, "step": self.step, "val_log_prob": score, "model": self.flow.state_dict()}, self.best_path
-            )
+            if self.process.is_main:
+                checkpoint.save(
+                    {**self.record, "step": self.step, "val_log_prob": score, "model": self.flow.state_dict()},
+                    self.best_path,
+                )
 
     def _save_last(self) -> None:
+        rng = distributed.gather_objects(checkpoint.rng_state(), self.process)
+        if not self.process.is_main:
+            return
         checkpoint.save(
             {
                 **self.record,
@@ -135,11 +181,46 @@ class Trainer:
                 "model": self.flow.state_dict(),
                 "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict(),
+                "scaler": self.scaler.state_dict(),
                 "batches": self.batches.state_dict(),
-                "rng": checkpoint.rng_state(),
+                "rng": rng,
                 "best_val": self.best_val,
                 "best_step": self.best_step,
                 "elapsed": self.elapsed,
             },
             self.last_path,
         )
+
+    @contextlib.contextmanager
+    def _stop_on_signals(self):
+        """SIGTERM (a scheduler's preemption, torchrun's shutdown) and SIGINT (Ctrl-C) end the loop after the step."""
+
+        def remember(number, frame):
+            self.stop_signal = number
+
+        previous = {number: signal.signal(number, remember) for number in (signal.SIGTERM, signal.SIGINT)}
+        try:
+            yield
+        finally:
+            for number, handler in previous.items():
+                signal.signal(number, handler)
+
+    def _signalled(self) -> bool:
+        """Whether any process was signalled; all processes agree, so they stop at the same step."""
+        anyone = distributed.any_process(self.stop_signal is not None, self.process)
+        if anyone and self.stop_signal is None:
+            self.stop_signal = signal.SIGTERM  # another process was signalled; torchrun signals them all
+        return anyone
+
+
+def _parallel_and_compiled(flow: torch.nn.Module, settings: TrainerConfig, process: Process) -> torch.nn.Module:
+    """The module the training step calls: the flow, wrapped in DDP across processes and/or torch.compile'd."""
+    model = flow
+    if process.world_size > 1:
+        if settings.sync_batchnorm:
+            model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        device_ids = [process.device] if process.device.type == "cuda" else None
+        model = DistributedDataParallel(model, device_ids=device_ids)
+    if settings.compile:
+        model = torch.compile(model)
+    return model

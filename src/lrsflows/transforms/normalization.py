@@ -45,10 +45,17 @@ class ActNorm(Transform):
 
     @torch.no_grad()
     def _initialize(self, inputs):
-        values = _per_channel_values(inputs)
-        std = values.std(dim=0)
+        """Mean and (N−1) standard deviation per channel from sums, added up over data-parallel processes so
+        that every process starts from the same parameters (those of the whole global batch)."""
+        values = _per_channel_values(inputs).double()
+        sums = torch.stack([values.new_full((values.shape[1],), float(values.shape[0])), values.sum(0), values.pow(2).sum(0)])
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.all_reduce(sums)
+        count, total, squares = sums
+        mean = total / count
+        std = ((squares - count * mean**2) / (count - 1)).sqrt()
         self.log_scale.copy_(-torch.log(std))
-        self.shift.copy_(-(values / std).mean(dim=0))
+        self.shift.copy_(-mean / std)
         self.initialized.fill_(True)
 
     def forward(self, inputs, context=None):

@@ -1,0 +1,114 @@
+"""Data-parallel training on torch.distributed: one process per device, launched by torchrun or by us.
+
+`python -m lrsflows trainer.devices=N` starts the N processes through torch's own elastic launcher (the
+machinery behind torchrun); under `torchrun` the processes already exist. NCCL joins GPUs, gloo CPUs.
+"""
+
+import os
+import socket
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+from torch.distributed.launcher.api import LaunchConfig, elastic_launch
+
+
+@dataclass(frozen=True)
+class Process:
+    """This process's place in the group (rank 0 of 1 when not distributed) and its device."""
+
+    rank: int
+    world_size: int
+    device: torch.device
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def launched_by_torchrun() -> bool:
+    """Whether this process is one of several that torchrun, `launch` or a SLURM job (one task per GPU) started."""
+    return int(os.environ.get("WORLD_SIZE", os.environ.get("SLURM_NTASKS", "1"))) > 1
+
+
+def join(device_name: str) -> Process:
+    """Join the process group that torchrun, `launch` or SLURM set up (if any) and pick this process's device."""
+    if "WORLD_SIZE" not in os.environ and int(os.environ.get("SLURM_NTASKS", "1")) > 1:
+        from submitit.helpers import TorchDistributedEnvironment
+
+        TorchDistributedEnvironment().export()  # RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR/PORT from SLURM
+    if not launched_by_torchrun():
+        return Process(0, 1, _device(device_name, local_rank=0))
+    local_rank = int(os.environ["LOCAL_RANK"])
+    device = _device(device_name, local_rank)
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    return Process(dist.get_rank(), dist.get_world_size(), device)
+
+
+def leave() -> None:
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def _device(name: str, local_rank: int) -> torch.device:
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(f"cuda:{local_rank}") if name == "cuda" else torch.device(name)
+
+
+def gather(values: torch.Tensor, process: Process) -> torch.Tensor:
+    """Every process's values, concatenated in rank order, on every process (CPU)."""
+    return torch.cat(gather_objects(values.cpu(), process))
+
+
+def gather_objects(item, process: Process) -> list:
+    """Every process's `item` (any picklable value), in rank order."""
+    if process.world_size == 1:
+        return [item]
+    items = [None] * process.world_size
+    dist.all_gather_object(items, item)
+    return items
+
+
+def any_process(flag: bool, process: Process) -> bool:
+    """True on every process when `flag` is true on at least one."""
+    if process.world_size == 1:
+        return flag
+    total = torch.tensor([float(flag)], device=process.device)
+    dist.all_reduce(total)
+    return bool(total.item())
+
+
+def mean(value: torch.Tensor, process: Process) -> torch.Tensor:
+    """The average of a tensor over the processes."""
+    if process.world_size > 1:
+        value = value.clone()
+        dist.all_reduce(value, op=dist.ReduceOp.AVG if value.device.type == "cuda" else dist.ReduceOp.SUM)
+        if value.device.type != "cuda":  # gloo has no AVG
+            value /= process.world_size
+    return value
+
+
+def launch(num_processes: int, function, *args):
+    """Run function(*args) in `num_processes` local processes joined into one group; rank 0's return value."""
+    config = LaunchConfig(
+        min_nodes=1,
+        max_nodes=1,
+        nproc_per_node=num_processes,
+        rdzv_backend="c10d",
+        rdzv_endpoint=f"127.0.0.1:{_free_port()}",
+        run_id=f"lrsflows-{os.getpid()}",
+        max_restarts=0,
+        monitor_interval=0.5,
+        start_method="spawn",
+    )
+    return elastic_launch(config, function)(*args)[0]
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
