@@ -58,23 +58,30 @@ class CouplingTransform(Transform):
             params = torch.cat([params[..., :sizes] * self.size_logit_scale, params[..., sizes:]], dim=-1)
         return params
 
-    def _identity_map(self, identity, inverse):
-        if self.identity_params is None:
-            return identity, identity.new_zeros(identity.shape[0])
-        params = self.identity_params.reshape(self.identity_params.shape[:1] + (1,) * (identity.dim() - 2) + self.identity_params.shape[1:])
-        outputs, logabsdet = self.elementwise(identity, params.expand(identity.shape + params.shape[-1:]), inverse)
-        return outputs, sum_except_batch(logabsdet)
+    def _identity_params(self, identity):
+        """The free parameters of the unconditional map, broadcast over the batch (and any spatial dims)."""
+        params = self.identity_params.reshape(
+            self.identity_params.shape[:1] + (1,) * (identity.dim() - 2) + self.identity_params.shape[1:]
+        )
+        return params.expand(identity.shape + params.shape[-1:])
 
     def _couple(self, inputs, context, inverse):
         identity = inputs.index_select(1, self.identity_index)
         transform = inputs.index_select(1, self.transform_index)
-        if inverse:  # undo the unconditional map first: the conditioner saw the raw identity features
-            identity, identity_logabsdet = self._identity_map(identity, inverse=True)
-        transformed, logabsdet = self.elementwise(transform, self._params(identity, context), inverse)
-        if not inverse:
-            identity, identity_logabsdet = self._identity_map(identity, inverse=False)
+        if self.identity_params is None:
+            transformed, logabsdet = self.elementwise(transform, self._params(identity, context), inverse)
+        elif not inverse:
+            # The conditioner reads the raw identity features; then one spline call maps both halves (the
+            # unconditional map's parameters appended to the conditioner's), half the ops of two calls.
+            params = torch.cat([self._params(identity, context), self._identity_params(identity)], dim=1)
+            mapped, logabsdet = self.elementwise(torch.cat([transform, identity], dim=1), params, inverse)
+            transformed, identity = mapped.split([len(self.transform_index), len(self.identity_index)], dim=1)
+        else:  # the unconditional map is undone first: the conditioner must see the raw identity features
+            identity, identity_logabsdet = self.elementwise(identity, self._identity_params(identity), inverse)
+            transformed, logabsdet = self.elementwise(transform, self._params(identity, context), inverse)
+            logabsdet = torch.cat([logabsdet, identity_logabsdet], dim=1)
         outputs = torch.cat([identity, transformed.to(inputs.dtype)], dim=1).index_select(1, self.merge_index)
-        return outputs, sum_except_batch(logabsdet) + identity_logabsdet
+        return outputs, sum_except_batch(logabsdet)
 
     def forward(self, inputs, context=None):
         return self._couple(inputs, context, inverse=False)
