@@ -1,5 +1,7 @@
 """Training and evaluation batch streams: device-resident tabular tensors, and DataLoader-fed images."""
 
+import weakref
+
 import torch
 
 from ..data.dequantization import dequantize
@@ -103,10 +105,14 @@ class ImageBatches:
 
 
 class _EpochBatches(torch.utils.data.Sampler):
-    """The index batches of the stream's current epoch, from the first one not yet consumed."""
+    """The index batches of the stream's current epoch, from the first one not yet consumed.
+
+    It holds the stream weakly: a stream -> loader -> sampler -> stream cycle would leave the loader's
+    workers to the garbage collector, whose late shutdown waits out a timeout per worker.
+    """
 
     def __init__(self, stream: ImageBatches):
-        self.stream = stream
+        self.stream = weakref.proxy(stream)
 
     def __iter__(self):
         size = self.stream.batch_size

@@ -54,8 +54,7 @@ class Trainer:
         self.model = _parallel_and_compiled(flow, settings, process)
         self.autocast_dtype = AUTOCAST_DTYPES.get(settings.precision)
         self.scaler = torch.amp.GradScaler(process.device.type, enabled=settings.precision == Precision.fp16)
-        # fused: one kernel for the whole update instead of a dozen small ops per parameter tensor.
-        self.optimizer = torch.optim.Adam(flow.parameters(), lr=settings.lr, fused=True)
+        self.optimizer = adam(flow.parameters(), settings.lr)
         # Stepped after every optimiser step: lr_t = lr·(1 + cos(πt/T))/2. The original steps it at the start of
         # an iteration with the iteration index, which is the same schedule shifted by one step.
         self.scheduler = (
@@ -212,6 +211,12 @@ class Trainer:
         if anyone and self.stop_signal is None:
             self.stop_signal = signal.SIGTERM  # another process was signalled; torchrun signals them all
         return anyone
+
+
+def adam(parameters, lr: float) -> torch.optim.Adam:
+    """Adam as the original (PyTorch defaults), fused: one kernel for the whole update instead of a dozen
+    small ops per parameter tensor."""
+    return torch.optim.Adam(parameters, lr=lr, fused=True)
 
 
 def _parallel_and_compiled(flow: torch.nn.Module, settings: TrainerConfig, process: Process) -> torch.nn.Module:
