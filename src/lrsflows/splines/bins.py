@@ -10,11 +10,10 @@ import torch
 import torch.nn.functional as F
 
 
-def bin_knots(logits: torch.Tensor, min_size: float, low: float, high: float) -> torch.Tensor:
-    """Knots low = k_0 < ... < k_K = high from unnormalised bin sizes (softmax + minimum size).
+def interior_knots(logits: torch.Tensor, min_size: float, low: float, high: float) -> torch.Tensor:
+    """The K-1 knots between low and high from unnormalised bin sizes (softmax + minimum size).
 
-    cumsum(softmax) is taken as cumsum(exp) / total, one pass over the bins; the end knots are set
-    exactly, so a value on the box boundary lands on a knot.
+    cumsum(softmax) is taken as cumsum(exp) / total, one pass over the bins.
     """
     num_bins = logits.shape[-1]
     if min_size * num_bins > 1.0:
@@ -26,7 +25,13 @@ def bin_knots(logits: torch.Tensor, min_size: float, low: float, high: float) ->
     # knot k = low + (high - low) * (k * min_size + (1 - K * min_size) * cumsum_k / total), fused in one addcmul.
     offsets = low + (high - low) * min_size * torch.arange(1, num_bins, dtype=cumulative.dtype, device=cumulative.device)
     scale = ((high - low) * (1.0 - min_size * num_bins)) / cumulative[..., -1:]
-    inner = torch.addcmul(offsets, cumulative[..., :-1], scale)
+    return torch.addcmul(offsets, cumulative[..., :-1], scale)
+
+
+def bin_knots(logits: torch.Tensor, min_size: float, low: float, high: float) -> torch.Tensor:
+    """All K+1 knots low = k_0 < ... < k_K = high; the end knots are set exactly, so a value on the box
+    boundary lands on a knot."""
+    inner = interior_knots(logits, min_size, low, high)
     return torch.cat([torch.full_like(inner[..., :1], low), inner, torch.full_like(inner[..., :1], high)], dim=-1)
 
 
@@ -42,21 +47,41 @@ def knot_derivatives(logits: torch.Tensor, min_derivative: float, linear_tails: 
     return derivatives
 
 
-def bin_derivatives(logits, index, min_derivative: float, linear_tails: bool):
+class Edges(NamedTuple):
+    """Where each element's bin starts and ends among K-1 interior values with fixed end values: the gather
+    index of both edges and whether the bin is the first or the last one, computed once per spline call."""
+
+    index: torch.Tensor
+    first: torch.Tensor
+    last: torch.Tensor
+
+
+def bin_edges(index: torch.Tensor, num_bins: int) -> Edges:
+    both = torch.cat([index - 1, index], dim=-1).clamp(0, max(num_bins - 2, 0))
+    bin_index = index.squeeze(-1)
+    return Edges(both, bin_index == 0, bin_index == num_bins - 1)
+
+
+def gather_between_ends(interior: torch.Tensor, edges: Edges, start_value: float, end_value: float):
+    """The values at the selected bin's two ends, where the first and last ends are the fixed end values
+    and the others come from `interior` (no [N, K+1] tensor with the ends concatenated is built)."""
+    if interior.shape[-1] == 0:
+        ones = torch.ones(edges.first.shape, dtype=interior.dtype, device=interior.device)
+        return ones * start_value, ones * end_value
+    both = torch.gather(interior, -1, edges.index)
+    return torch.where(edges.first, start_value, both[..., 0]), torch.where(edges.last, end_value, both[..., 1])
+
+
+def bin_derivatives(logits, index, min_derivative: float, linear_tails: bool, edges: Edges | None = None):
     """knot_derivatives at the selected bin's two knots only: softplus runs on 2 values, not K+1."""
     if not linear_tails:
         start, end = gather_edges(logits, index)
         return min_derivative + F.softplus(start), min_derivative + F.softplus(end)
-    interior = logits.shape[-1]  # K - 1 interior knots; knot k has logit k - 1
-    if interior == 0:
-        ones = torch.ones(index.shape[:-1], dtype=logits.dtype, device=logits.device)
-        return ones, ones
-    both = torch.gather(logits, -1, torch.cat([index - 1, index], dim=-1).clamp(0, interior - 1))
-    derivatives = min_derivative + F.softplus(both)
-    bin_index = index.squeeze(-1)
-    start = torch.where(bin_index == 0, 1.0, derivatives[..., 0])
-    end = torch.where(bin_index == interior, 1.0, derivatives[..., 1])
-    return start, end
+    edges = edges if edges is not None else bin_edges(index, logits.shape[-1] + 1)
+    if logits.shape[-1] == 0:
+        return gather_between_ends(logits, edges, 1.0, 1.0)
+    both = min_derivative + F.softplus(torch.gather(logits, -1, edges.index))
+    return torch.where(edges.first, 1.0, both[..., 0]), torch.where(edges.last, 1.0, both[..., 1])
 
 
 def find_bin(knots: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
@@ -67,6 +92,12 @@ def find_bin(knots: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
     """
     index = torch.searchsorted(knots, values.unsqueeze(-1), right=True) - 1
     return index.clamp(0, knots.shape[-1] - 2)
+
+
+def find_bin_among_interior(interior: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+    """find_bin from the K-1 interior knots alone: the number of them at or below the value (clamped values
+    lie in [low, high], so this is the bin index in 0..K-1 by the same rule)."""
+    return torch.searchsorted(interior, values.unsqueeze(-1), right=True)
 
 
 def gather_bin(tensor: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
@@ -99,13 +130,14 @@ class Bin(NamedTuple):
 
 
 def locate_bin(inputs, width_logits, height_logits, derivative_logits, inverse, bound, linear_tails, min_bin_width, min_bin_height, min_derivative) -> Bin:
-    """Build the knots, find each input's bin (by y-knots when inverting) and gather what RQ and LRS need."""
-    x_knots = bin_knots(width_logits, min_bin_width, -bound, bound)
-    y_knots = bin_knots(height_logits, min_bin_height, -bound, bound)
-    index = find_bin(y_knots if inverse else x_knots, inputs)
+    """Build the interior knots, find each input's bin (by y-knots when inverting) and gather what RQ and LRS need."""
+    x_inner = interior_knots(width_logits, min_bin_width, -bound, bound)
+    y_inner = interior_knots(height_logits, min_bin_height, -bound, bound)
+    index = find_bin_among_interior(y_inner if inverse else x_inner, inputs)
+    edges = bin_edges(index, width_logits.shape[-1])
     return Bin(
         index,
-        *gather_edges(x_knots, index),
-        *gather_edges(y_knots, index),
-        *bin_derivatives(derivative_logits, index, min_derivative, linear_tails),
+        *gather_between_ends(x_inner, edges, -bound, bound),
+        *gather_between_ends(y_inner, edges, -bound, bound),
+        *bin_derivatives(derivative_logits, index, min_derivative, linear_tails, edges),
     )
