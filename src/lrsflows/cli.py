@@ -1,7 +1,6 @@
 """The single entry point: `python -m lrsflows [overrides]` or the `lrsflows` console script (a Hydra app)."""
 
 import hashlib
-import sys
 from datetime import datetime
 from pathlib import Path
 
@@ -12,7 +11,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from .config import Task, register_schema
 from .data.errors import DataError
-from .errors import RunError
+from .errors import RunError, fail
 
 CONFIG_DIR = str(Path(__file__).resolve().parents[2] / "conf")
 MAX_SUFFIX = 160  # file names stop at 255 bytes
@@ -51,12 +50,10 @@ class CreateOutputDir(Callback):
         try:
             Path(folder).mkdir(parents=True, exist_ok=True)
         except OSError as error:
-            print(
-                f"error: cannot create the output folder {folder} ({error.strerror or error}); "
-                "choose a writable one with paths.output_dir=<folder>.",
-                file=sys.stderr,
+            fail(
+                f"cannot create the output folder {folder} ({error.strerror or error}); "
+                "choose a writable one with paths.output_dir=<folder>."
             )
-            sys.exit(1)
 
 
 register_schema()
@@ -73,7 +70,7 @@ def main(config: DictConfig) -> None:
     settings = OmegaConf.to_object(config)
     output = Path(HydraConfig.get().runtime.output_dir)
     try:
-        if settings.task is Task.train and settings.trainer.devices > 1 and not distributed.launched_by_torchrun():
+        if settings.task is Task.train and settings.trainer.devices > 1 and not distributed.already_distributed():
             record = distributed.launch(settings.trainer.devices, tasks.train_worker, tasks.plain(settings), str(output))
         elif settings.task is Task.train:
             record = tasks.train(settings, output)
@@ -83,10 +80,9 @@ def main(config: DictConfig) -> None:
             print(f"samples: {tasks.sample(settings, output)}")
             return
     except (DataError, RunError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(1)
+        fail(str(error))
     except ChildFailedError:
-        sys.exit(1)  # the failing process has printed its one-sentence error
+        raise SystemExit(1) from None  # the failing process has printed its one-sentence error
     if record is not None:
         print(summary(record))
 

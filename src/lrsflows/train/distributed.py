@@ -26,7 +26,7 @@ class Process:
         return self.rank == 0
 
 
-def launched_by_torchrun() -> bool:
+def already_distributed() -> bool:
     """Whether this process is one of several that torchrun, `launch` or a SLURM job (one task per GPU) started."""
     return int(os.environ.get("WORLD_SIZE", os.environ.get("SLURM_NTASKS", "1"))) > 1
 
@@ -37,7 +37,7 @@ def join(device_name: str) -> Process:
         from submitit.helpers import TorchDistributedEnvironment
 
         TorchDistributedEnvironment().export()  # RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR/PORT from SLURM
-    if not launched_by_torchrun():
+    if not already_distributed():
         return Process(0, 1, _device(device_name, local_rank=0))
     local_rank = int(os.environ["LOCAL_RANK"])
     device = _device(device_name, local_rank)

@@ -29,7 +29,12 @@ def log_likelihoods(flow: torch.nn.Module, batches: Iterable[torch.Tensor]) -> t
     was_training = flow.training
     flow.eval()
     try:
-        # A process with no batch of a small split contributes nothing.
-        return torch.cat([torch.empty(0, dtype=torch.float64)] + [flow.log_prob(batch).double().cpu() for batch in batches])
+        return per_example(flow.log_prob(batch) for batch in batches)
     finally:
         flow.train(was_training)
+
+
+def per_example(values: Iterable[torch.Tensor]) -> torch.Tensor:
+    """A pass's per-batch values as one float64 CPU tensor (empty for a process that got no batch of a small
+    split under data parallelism)."""
+    return torch.cat([torch.empty(0, dtype=torch.float64), *(value.double().cpu() for value in values)])

@@ -6,10 +6,8 @@ import math
 import os
 import random
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
-from enum import Enum
 from pathlib import Path
 
 import numpy as np
@@ -22,12 +20,12 @@ from ..data.dequantization import to_display
 from ..data.images import load_image_splits
 from ..data.splits import load_splits
 from ..data.errors import DataError
-from ..errors import RunError
+from ..errors import RunError, fail
 from ..flows import build_image_flow, build_tabular_flow
 from . import checkpoint, distributed
 from .batches import ImageBatches, TensorBatches, dequantized_batches, tensor_batches
 from .distributed import Process
-from .evaluate import Estimate, log_likelihoods
+from .evaluate import Estimate, log_likelihoods, per_example
 from .files import write_atomically, write_json
 from .image_pictures import reconstruction, sample_grids
 from .logger import RunLogger
@@ -42,12 +40,15 @@ class RunData:
     """What a run trains on and is scored on, whatever the dataset kind.
 
     `validation()` and `test()` start a fresh, reproducible pass over this process's share of their split;
-    `train(batch_size, seed)` opens its resumable training stream. 2-D data also carries its exact log-density.
+    `train()` opens its resumable training stream (only training needs one, so it is opened on demand).
+    `dtype` is the floating type of every batch, which the model takes too. 2-D data also carries its exact
+    log-density.
     """
 
     kind: DatasetKind
     shape: tuple[int, ...]
-    train: Callable[[int, int], Iterator[torch.Tensor]]
+    dtype: torch.dtype
+    train: Callable[[], Iterator[torch.Tensor]]
     validation: Callable[[], Iterable[torch.Tensor]]
     test: Callable[[], Iterable[torch.Tensor]]
     num_bits: int | None = None
@@ -69,6 +70,20 @@ def flatten(tree: dict, prefix: str = "") -> dict:
         else:
             flat[f"{prefix}{key}"] = value
     return flat
+
+
+def describe_run(config: dict, flow: torch.nn.Module, run_dir: Path) -> dict:
+    """What every results.json says about its run: what was trained, its size, and where it came from."""
+    return {
+        "dataset": config["dataset"]["name"],
+        "model": config["model"]["name"],
+        "family": config["model"]["family"],
+        "arch": config["model"]["arch"],
+        "seed": config["seed"],
+        "num_parameters": sum(parameter.numel() for parameter in flow.parameters()),
+        "git_revision": git_revision(),
+        "run_dir": str(run_dir),
+    }
 
 
 def git_revision() -> str:
@@ -104,7 +119,8 @@ def load_data(dataset: DatasetConfig, data_dir: str, trainer: TrainerConfig, see
     return RunData(
         kind=dataset.kind,
         shape=(splits.features,),
-        train=lambda batch_size, stream_seed: TensorBatches(splits.train, batch_size, stream_seed, **share),
+        dtype=dtype,
+        train=lambda: TensorBatches(splits.train, trainer.batch_size, seed, **share),
         validation=lambda: tensor_batches(splits.val, trainer.eval_batch_size, **share),
         test=lambda: tensor_batches(splits.test, trainer.eval_batch_size, **share),
         true_log_prob=splits.true_log_prob,
@@ -125,9 +141,10 @@ def _image_data(dataset: DatasetConfig, data_dir: str, trainer: TrainerConfig, s
     return RunData(
         kind=DatasetKind.image,
         shape=tuple(splits.shape),
-        train=lambda batch_size, stream_seed: ImageBatches(
-            splits.train, batch_size, process.device, dataset.num_bits, dataset.num_workers, dataset.shuffle,
-            dataset.flip, stream_seed, **share,
+        dtype=torch.float32,
+        train=lambda: ImageBatches(
+            splits.train, trainer.batch_size, process.device, dataset.num_bits, dataset.num_workers, dataset.shuffle,
+            dataset.flip, seed, **share,
         ),  # fmt: skip
         validation=evaluation(splits.val),
         test=evaluation(splits.test),
@@ -136,8 +153,13 @@ def _image_data(dataset: DatasetConfig, data_dir: str, trainer: TrainerConfig, s
     )
 
 
-def build_flow(model: ModelConfig, data: RunData) -> torch.nn.Module:
-    """The paper's tabular/2-D flow (REFERENCE 4.1, 4.3) or its Glow-style image flow (REFERENCE 4.2)."""
+def build_flow(model: ModelConfig, data: RunData, device: torch.device) -> torch.nn.Module:
+    """The paper's tabular/2-D flow (REFERENCE 4.1, 4.3) or its Glow-style image flow (REFERENCE 4.2), on
+    `device` in the data's floating type."""
+    return _architecture(model, data).to(device, data.dtype)
+
+
+def _architecture(model: ModelConfig, data: RunData) -> torch.nn.Module:
     shared = dict(
         num_blocks=model.num_blocks,
         num_bins=model.num_bins,
@@ -213,8 +235,7 @@ def test_results(flow: torch.nn.Module, data: RunData, process: Process) -> dict
         "kl_gap_error": None,
     }
     if data.true_log_prob is not None:
-        truths = [torch.empty(0, dtype=torch.float64)] + [data.true_log_prob(batch.cpu()) for batch in batches]
-        truth = distributed.gather(torch.cat(truths), process)
+        truth = distributed.gather(per_example(data.true_log_prob(batch.cpu()) for batch in batches), process)
         true_estimate, gap = Estimate.of(truth), Estimate.of(truth - model)
         record.update(
             true_log_prob=true_estimate.mean,
@@ -279,8 +300,7 @@ def train_worker(config: dict, run_dir: str) -> dict | None:
     try:
         return train(typed(Config, config), Path(run_dir))
     except (DataError, RunError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        raise SystemExit(1) from None
+        fail(str(error))
 
 
 def make_deterministic() -> None:
@@ -293,9 +313,7 @@ def make_deterministic() -> None:
 def _train(config: Config, run_dir: Path, process: Process) -> dict | None:
     seed_everything(config.seed)
     data = load_data(config.dataset, config.paths.data_dir, config.trainer, config.seed, process)
-    flow = build_flow(config.model, data).to(process.device)
-    if config.trainer.precision == Precision.fp64:
-        flow = flow.double()
+    flow = build_flow(config.model, data, process.device)
     seed_everything(config.seed + process.rank)  # one model for all; each process its own noise and dropout
     checkpoint_dir = run_dir / "checkpoints"
     last_path = checkpoint_dir / "last.pt"
@@ -313,7 +331,7 @@ def _train(config: Config, run_dir: Path, process: Process) -> dict | None:
     logger = RunLogger(run_dir / "tensorboard", first_step=state["step"] if state else 0) if main else None
     trainer = Trainer(
         flow,
-        data.train(config.trainer.batch_size, config.seed),
+        data.train(),
         data.validation,
         config.trainer,
         checkpoint_dir,
@@ -334,20 +352,13 @@ def _train(config: Config, run_dir: Path, process: Process) -> dict | None:
         if not main:
             return None
         record = {
-            "dataset": config.dataset.name,
-            "model": config.model.name,
-            "family": config.model.family.value,
-            "arch": config.model.arch.value,
-            "seed": config.seed,
+            **describe_run(plain(config), flow, run_dir),
             **scores,
             "steps": trainer.step,
             "best_step": trainer.best_step,
             "best_val": trainer.best_val,
             "wall_time_s": trainer.elapsed,
-            "num_parameters": sum(parameter.numel() for parameter in flow.parameters()),
             "processes": process.world_size,
-            "git_revision": git_revision(),
-            "run_dir": str(run_dir),
         }
         pictures = save_pictures(flow, data, run_dir, logger, trainer.step)
         if pictures:
@@ -374,9 +385,7 @@ def _restore(config: Config) -> tuple[dict, torch.nn.Module, RunData, Process]:
     trainer_settings = typed(TrainerConfig, saved["trainer"])
     trainer_settings.eval_batch_size = config.trainer.eval_batch_size
     data = load_data(typed(DatasetConfig, saved["dataset"]), config.paths.data_dir, trainer_settings, saved["seed"], process)
-    flow = build_flow(typed(ModelConfig, saved["model"]), data).to(process.device)
-    if trainer_settings.precision == Precision.fp64:
-        flow = flow.double()
+    flow = build_flow(typed(ModelConfig, saved["model"]), data, process.device)
     flow.load_state_dict(state["model"])
     flow.eval()
     return state, flow, data, process
@@ -387,20 +396,12 @@ def evaluate(config: Config, run_dir: Path) -> dict:
     seed_everything(config.seed)
     started = time.perf_counter()
     state, flow, data, process = _restore(config)
-    saved = state["config"]
     record = {
-        "dataset": saved["dataset"]["name"],
-        "model": saved["model"]["name"],
-        "family": saved["model"]["family"],
-        "arch": saved["model"]["arch"],
-        "seed": saved["seed"],
+        **describe_run(state["config"], flow, run_dir),
         **test_results(flow, data, process),
         "steps": state["step"],
         "checkpoint": str(Path(config.ckpt).resolve()),
         "wall_time_s": time.perf_counter() - started,
-        "num_parameters": sum(parameter.numel() for parameter in flow.parameters()),
-        "git_revision": git_revision(),
-        "run_dir": str(run_dir),
     }
     write_json(run_dir / "results.json", record)
     return record

@@ -99,7 +99,7 @@ class Trainer:
                 self.step += 1
                 window_steps += 1
                 bar.update()
-                if self.step % settings.log_every == 0 or self.step == settings.max_steps:
+                if self._due(settings.log_every):
                     now = time.perf_counter()
                     self._log(
                         {
@@ -114,13 +114,13 @@ class Trainer:
                     if math.isfinite(self.best_val):
                         progress["best val"] = f"{self.best_val:.3f}"
                     bar.set_postfix(progress, refresh=False)
-                if self.step % settings.val_every == 0 or self.step == settings.max_steps:
+                if self._due(settings.val_every):
                     self._validate()
                 if self.pictures and settings.pictures_every and self.step % settings.pictures_every == 0:
                     with torch.random.fork_rng():  # sampling for pictures must not shift the training RNG
                         self.pictures(self.step)
                 stopping = self._signalled()
-                if stopping or self.step % settings.checkpoint_every == 0 or self.step == settings.max_steps:
+                if stopping or self._due(settings.checkpoint_every):
                     self.elapsed = time.perf_counter() - started
                     self._save_last()
                 if stopping:
@@ -130,6 +130,10 @@ class Trainer:
                     )
         bar.close()
         self.elapsed = time.perf_counter() - started
+
+    def _due(self, every: int) -> bool:
+        """Whether a periodic action (log, validate, checkpoint) falls on this step; the last step has them all."""
+        return self.step % every == 0 or self.step == self.settings.max_steps
 
     def _update(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         # Autocast covers the conditioner networks; the spline functions run in float32 whatever the context.
