@@ -1,16 +1,25 @@
 """The original code's spline formulation, re-implemented for benchmarks and comparison tests only.
 
-These functions reproduce what the LRS fork of the Neural Spline Flows code (hmdolatabadi/LRS_NF,
-REFERENCE 3.1, 3.2, 3.4) computes, step by step: boolean-mask indexing of the elements inside the
-box, derivative logits padded with log(exp(1 - min_derivative) - 1), bin search as
-sum(x >= knots) - 1 after nudging the last knot by 1e-6, both LRS pieces evaluated everywhere and
-blended with float masks, the LRS inverse in the expanded absolute-y form, and the RQ inverse with
-|b^2 - 4ac|. They take our parameter layout and return elementwise (outputs, logabsdet).
+These functions reproduce what the original code computes, step by step, on our parameter layout,
+returning elementwise (outputs, logabsdet):
+
+- original_lrs, original_rq: the LRS fork of the Neural Spline Flows code (hmdolatabadi/LRS_NF,
+  REFERENCE 3.1, 3.2, 3.4): boolean-mask indexing of the elements inside the box, derivative logits
+  padded with log(exp(1 - min_derivative) - 1), bin search as sum(x >= knots) - 1 after nudging the
+  last knot by 1e-6, both LRS pieces evaluated everywhere and blended with float masks, the LRS
+  inverse in the expanded absolute-y form, and the RQ inverse with |b^2 - 4ac|.
+- original_quadratic: Neural Spline Flows' quadratic spline (bayesiains/nsf,
+  nde/transforms/splines/quadratic.py, the code behind the published Q-NSF numbers; REFERENCE 3.3):
+  the same mask indexing and nudged bin search, the box mapped to [0, 1], vertex values exp(v), the
+  boundary constant with the end widths halved twice (boundary slopes below 1: 0.5-1, typically 0.85-0.94), and the
+  inverse root (-b + sqrt(b^2 - 4ac)) / 2a. nflows 0.14's quadratic spline is not this function: it
+  maps vertex logits with softplus + 1e-3 instead of exp.
 
 The library does not use them: the data-dependent mask indexing costs copies (and a device-host
 sync on GPU) and gives torch.compile data-dependent shapes, evaluating both LRS pieces doubles the
-arithmetic, and the expanded LRS inverse (w_c - w_a) y + w_a y_a - w_c y_c cancels catastrophically
-in float32 when a bin is small relative to |y| (REFERENCE 3.5), giving Inf/NaN at large logits.
+arithmetic, the expanded LRS inverse (w_c - w_a) y + w_a y_a - w_c y_c cancels catastrophically
+in float32 when a bin is small relative to |y| (REFERENCE 3.5), giving Inf/NaN at large logits, and
+the quadratic inverse's root cancels when a bin's density is nearly flat (a -> 0).
 lrsflows.splines writes the same maps with offsets from the bin's start instead.
 """
 
@@ -31,12 +40,16 @@ def _with_linear_tails(inputs, logit_groups, spline_in_box, tail_bound, min_deri
     logit_groups ends with the K-1 interior derivative logits, padded here with the logit whose
     softplus makes the boundary derivatives 1 (up to rounding).
     """
-    inside = (inputs >= -tail_bound) & (inputs <= tail_bound)
-    outside = ~inside
     boundary_logit = math.log(math.exp(1.0 - min_derivative) - 1.0)
     *shape_logits, derivative_logits = logit_groups
     groups = [*shape_logits, F.pad(derivative_logits, (1, 1), value=boundary_logit)]
+    return _identity_outside(inputs, groups, spline_in_box, tail_bound)
 
+
+def _identity_outside(inputs, groups, spline_in_box, tail_bound):
+    """Identity (log-det 0) outside [-B, B]; spline_in_box gets the inside elements and their logit groups."""
+    inside = (inputs >= -tail_bound) & (inputs <= tail_bound)
+    outside = ~inside
     outputs = torch.zeros_like(inputs)
     logabsdet = torch.zeros_like(inputs)
     outputs[outside] = inputs[outside]
@@ -196,3 +209,67 @@ def original_rq(
         return _rq_in_box(values, *groups, inverse, tail_bound, minimums)
 
     return _with_linear_tails(inputs, logit_groups, spline_in_box, tail_bound, min_derivative)
+
+
+def _quadratic_in_box(inputs, width_logits, vertex_logits, inverse, bound, min_bin_width, min_bin_height):
+    """NSF's quadratic_spline verbatim with left = bottom = -bound, right = top = bound (linear tails:
+    K-1 vertex logits, the two boundary vertices set by the constant below)."""
+    _check_domain(inputs, bound)
+    left, right, bottom, top = -bound, bound, -bound, bound
+    inputs = (inputs - bottom) / (top - bottom) if inverse else (inputs - left) / (right - left)
+    num_bins = width_logits.shape[-1]
+    if min_bin_width * num_bins > 1.0 or min_bin_height * num_bins > 1.0:
+        raise ValueError("minimal bin size too large for the number of bins")
+
+    widths = F.softmax(width_logits, dim=-1)
+    widths = min_bin_width + (1 - min_bin_width * num_bins) * widths
+    vertices = torch.exp(vertex_logits)
+    # "Set boundary heights s.t. after normalization they are exactly 1": the end widths are halved
+    # twice (here and in the numerator/denominator), so the boundary density comes out below 1.
+    first_widths, last_widths = 0.5 * widths[..., 0], 0.5 * widths[..., -1]
+    numerator = (
+        0.5 * first_widths * vertices[..., 0]
+        + 0.5 * last_widths * vertices[..., -1]
+        + torch.sum(((vertices[..., :-1] + vertices[..., 1:]) / 2) * widths[..., 1:-1], dim=-1)
+    )
+    constant = (numerator / (1 - 0.5 * first_widths - 0.5 * last_widths))[..., None]
+    vertices = torch.cat([constant, vertices, constant], dim=-1)
+
+    area = torch.sum(((vertices[..., :-1] + vertices[..., 1:]) / 2) * widths, dim=-1)[..., None]
+    heights = min_bin_height + (1 - min_bin_height) * vertices / area
+    bin_left_cdf = torch.cumsum(((heights[..., :-1] + heights[..., 1:]) / 2) * widths, dim=-1)
+    bin_left_cdf[..., -1] = 1.0
+    bin_left_cdf = F.pad(bin_left_cdf, (1, 0), value=0.0)
+    bin_locations = torch.cumsum(widths, dim=-1)
+    bin_locations[..., -1] = 1.0
+    bin_locations = F.pad(bin_locations, (1, 0), value=0.0)
+
+    index = _search_bins(bin_left_cdf if inverse else bin_locations, inputs)
+    location, width, left_cdf = _pick(bin_locations, index), _pick(widths, index), _pick(bin_left_cdf, index)
+    left_height, right_height = _pick(heights, index), _pick(heights, index + 1)
+    a = 0.5 * (right_height - left_height) * width
+    b = left_height * width
+    c = left_cdf
+
+    if inverse:
+        alpha = (-b + torch.sqrt(b.pow(2) - 4 * a * (c - inputs))) / (2 * a)
+        outputs = torch.clamp(alpha * width + location, 0, 1)
+        logabsdet = -torch.log(alpha * (right_height - left_height) + left_height)
+        return outputs * (right - left) + left, logabsdet - math.log(top - bottom) + math.log(right - left)
+    alpha = (inputs - location) / width
+    outputs = torch.clamp(a * alpha.pow(2) + b * alpha + c, 0, 1)
+    logabsdet = torch.log(alpha * (right_height - left_height) + left_height)
+    return outputs * (top - bottom) + bottom, logabsdet + math.log(top - bottom) - math.log(right - left)
+
+
+def original_quadratic(inputs, params, inverse=False, tail_bound=3.0, min_bin_width=1e-3, min_bin_height=1e-3):
+    """NSF's unconstrained quadratic spline (linear tails); params last dim 2K-1: K width logits | K-1 vertex logits."""
+    num_bins = (params.shape[-1] + 1) // 2
+    groups = params.split([num_bins, num_bins - 1], dim=-1)
+
+    def spline_in_box(values, width_logits, vertex_logits):
+        return _quadratic_in_box(
+            values, width_logits, vertex_logits, inverse, tail_bound, min_bin_width, min_bin_height
+        )
+
+    return _identity_outside(inputs, groups, spline_in_box, tail_bound)

@@ -15,6 +15,8 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from lrsflows.results import collect
+
 REPO = Path(__file__).resolve().parents[1]
 # A 2-D run small enough to take a second or two of training.
 TINY_2D = [
@@ -89,6 +91,9 @@ def test_tensorboard_events_hold_the_shared_tags_and_pictures(trained_run):
         assert tag in tags["scalars"], tag
     assert [event.step for event in events.Scalars("val/log_prob")] == [20, 40, 60]
     assert [event.step for event in events.Scalars("train/loss")] == [10, 20, 30, 40, 50, 60]
+    # After s updates the next step's rate is the original's closed form lr0·(1 + cos(πs/T))/2: not shifted.
+    original = [5e-3 * (1 + math.cos(math.pi * event.step / 60)) / 2 for event in events.Scalars("lr")]
+    assert [event.value for event in events.Scalars("lr")] == pytest.approx(original, rel=1e-6, abs=1e-12)
     assert events.Scalars("lr")[-1].value == pytest.approx(0.0, abs=1e-12)  # cosine annealing to 0
     assert "density" in tags["images"]
     assert "hparam/test_log_likelihood" in tags["scalars"]
@@ -129,6 +134,7 @@ def test_resume_after_a_kill_matches_an_uninterrupted_run(tmp_path):
     killed_at = torch.load(last, weights_only=True)["step"]
     assert 0 < killed_at < 600, "the run was not interrupted mid-way"
     assert not (last.parents[1] / "results.json").exists()
+    assert collect(interrupted).incomplete[["run_dir", "status"]].values.tolist() == [[str(last.parents[1]), "unfinished"]]
 
     refused = lrsflows(*settings, cwd=interrupted, check=False)
     assert refused.returncode == 1 and "trainer.resume=true" in refused.stderr
@@ -209,6 +215,10 @@ def test_a_diverging_loss_stops_with_a_message_and_keeps_the_last_good_checkpoin
     state = torch.load(last, weights_only=True)
     assert all(torch.isfinite(tensor).all() for tensor in state["model"].values() if tensor.is_floating_point())
     assert not list((tmp_path / "outputs").rglob("results.json"))
+    failure = json.loads((last.parents[1] / "failure.json").read_text())
+    assert "training loss became" in failure["error"]
+    incomplete = collect(tmp_path / "outputs").incomplete
+    assert incomplete[["run_dir", "status"]].values.tolist() == [[str(last.parents[1]), "failed"]]
 
 
 def test_an_unwritable_output_dir_fails_with_one_clear_sentence(tmp_path):
@@ -255,3 +265,17 @@ def test_a_short_image_run_writes_bits_per_dim_sample_grids_and_tensorboard_pict
     assert {"samples/temperature_0.5", "samples/temperature_1.0", "reconstruction"} <= set(events.Tags()["images"])
     assert "val/bits_per_dim" in events.Tags()["scalars"]
     assert events.Scalars("val/reconstruction_error")[-1].value < 1e-2
+
+
+def test_a_checkpoint_from_before_the_family_rename_still_scores_as_trained(tmp_path):
+    """Checkpoints written when family 'quadratic' meant the C1 spline (and had no unconditional_init) load as
+    quadratic_c1, so an old Q-NSF checkpoint is never silently evaluated as NSF's different function."""
+    trained = run_dir_of(lrsflows(*TINY_2D, "dataset=gaussian", "model=q_nsf", "model.family=quadratic_c1",
+                                  "trainer.max_steps=20", "trainer.val_every=10", cwd=tmp_path))  # fmt: skip
+    state = torch.load(tmp_path / trained / "checkpoints" / "best.pt", weights_only=True)
+    del state["config"]["model"]["unconditional_init"]
+    state["config"]["model"]["family"] = "quadratic"
+    torch.save(state, tmp_path / "old.pt")
+    evaluated = json.loads((run_dir_of(lrsflows("task=eval", "ckpt=old.pt", cwd=tmp_path)) / "results.json").read_text())
+    original = json.loads((tmp_path / trained / "results.json").read_text())
+    assert evaluated["value"] == pytest.approx(original["value"], abs=1e-9)

@@ -43,7 +43,7 @@ def test_log_prob_of_samples_matches_sample_and_log_prob(family, arch):
     assert flow.sample(7).shape == (7, 4)
 
 
-@pytest.mark.parametrize("family", ["lrs", "rq", "quadratic"])
+@pytest.mark.parametrize("family", ["lrs", "rq", "quadratic", "quadratic_c1"])
 def test_two_dimensional_density_integrates_to_one(family):
     flow = build_tabular_flow(2, family, "coupling", num_flow_steps=4, hidden_features=32, num_bins=8, linear="none")
     flow = perturb_(flow.double(), scale=0.05).eval()  # larger moves make spikes finer than the grid
@@ -55,6 +55,56 @@ def test_two_dimensional_density_integrates_to_one(family):
     assert abs(integral.item() - 1.0) < 0.01
     standard_normal = torch.exp(-0.5 * grid.pow(2).sum(1)) / (2 * math.pi)
     assert (density - standard_normal).abs().max() > 0.01  # the check is not trivially about N(0, I)
+
+
+def unconditional_params(flow):
+    """The free parameters of every coupling's unconditional map, concatenated."""
+    modules = [module for module in flow.modules() if getattr(module, "identity_params", None) is not None]
+    return torch.cat([module.identity_params.flatten() for module in modules])
+
+
+@pytest.mark.parametrize(
+    "family, init, expected",
+    [
+        ("lrs", "original", "uniform"),
+        ("rq", "original", "uniform"),
+        ("quadratic", "original", "normal"),
+        ("quadratic_c1", "original", "normal"),
+        ("lrs", "normal", "normal"),
+        ("quadratic", "uniform", "uniform"),
+    ],
+)
+def test_unconditional_map_initialisation(family, init, expected):
+    """'original' is each family's original code: torch.rand (U[0,1)) in the LRS code and NSF's
+    rational-quadratic CDF, torch.randn (N(0,1)) in NSF's PiecewiseQuadraticCDF; 'uniform' and 'normal'
+    override it. 6 steps x 5 identity features x 15 or 31 parameters: 450-930 draws."""
+    torch.manual_seed(0)
+    flow = build_tabular_flow(
+        10, family, "coupling", num_flow_steps=6, hidden_features=8, num_bins=8, unconditional_init=init
+    )
+    values = unconditional_params(flow)
+    assert values.numel() == 6 * 5 * num_params(family, 8)
+    if expected == "uniform":
+        assert values.min() >= 0 and values.max() < 1
+        assert abs(values.mean().item() - 0.5) < 0.05 and abs(values.std().item() - math.sqrt(1 / 12)) < 0.03
+    else:
+        assert (values < 0).float().mean() > 0.4 and values.min() < -2
+        assert abs(values.mean().item()) < 0.1 and abs(values.std().item() - 1.0) < 0.1
+
+
+def test_unconditional_init_is_refused_when_unknown():
+    with pytest.raises(ValueError, match="choose one of"):
+        build_tabular_flow(4, "lrs", "coupling", num_flow_steps=1, hidden_features=8, unconditional_init="randn")
+
+
+def test_config_choices_are_the_libraries():
+    """The Hydra schema's enums list exactly the families and initialisations the library accepts."""
+    from lrsflows.config import Family, ModelConfig, UnconditionalInit
+    from lrsflows.splines.registry import INIT_CHOICES
+
+    assert [member.value for member in Family] == list(FAMILY_CHOICES)
+    assert [member.value for member in UnconditionalInit] == list(INIT_CHOICES)
+    assert ModelConfig.unconditional_init == UnconditionalInit.original
 
 
 def test_uniform_base_flow_on_the_box():

@@ -15,7 +15,7 @@ from lrsflows.transforms.base import CompositeTransform
 from lrsflows.transforms.normalization import ActNorm, BatchNorm
 from lrsflows.transforms.reshape import AffineScalar, Flatten, MultiscaleComposite, Squeeze
 
-FAMILIES = ["lrs", "rq", "quadratic", "affine"]
+FAMILIES = ["lrs", "rq", "quadratic", "quadratic_c1", "affine"]
 
 
 @pytest.fixture(autouse=True)

@@ -25,11 +25,21 @@ class DatasetKind(str, Enum):
 
 
 class Family(str, Enum):
+    """The spline families of lrsflows.splines.FAMILIES, and affine."""
+
     lrs = "lrs"
     rq = "rq"
-    quadratic = "quadratic"
-    quadratic_original = "quadratic_original"
+    quadratic = "quadratic"  # NSF's code, behind the published Q-NSF numbers (boundary slopes below 1)
+    quadratic_c1 = "quadratic_c1"  # our correction: boundary density exactly 1, C1 join with the tails
     affine = "affine"
+
+
+class UnconditionalInit(str, Enum):
+    """Initial parameters of a coupling's unconditional map (lrsflows.splines.INIT_CHOICES)."""
+
+    original = "original"  # each family's original code: U[0,1) for lrs and rq, N(0,1) for quadratic(_c1)
+    uniform = "uniform"  # U[0,1) for every family
+    normal = "normal"  # N(0,1) for every family
 
 
 class Arch(str, Enum):
@@ -93,6 +103,7 @@ class ModelConfig:
     dropout: float = 0.0
     use_batch_norm: bool = False
     unconditional_transform: bool = True
+    unconditional_init: UnconditionalInit = UnconditionalInit.original
     linear: Linear = Linear.lu
     min_bin_width: float = 1e-3
     min_bin_height: float = 1e-3

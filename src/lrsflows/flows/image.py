@@ -63,7 +63,8 @@ def build_image_flow(
 ) -> Flow:
     """Preprocessing, then per level: Squeeze, steps x [ActNorm, 1x1 conv, coupling], 1x1 conv; split or flatten.
 
-    `family` is the coupling's element-wise map ('lrs', 'rq', 'quadratic' or 'affine'). Spline
+    `family` is the coupling's element-wise map ('lrs', 'rq', 'quadratic' (NSF's Q-NSF), 'quadratic_c1'
+    (its boundary made C1) or 'affine'); the couplings have no unconditional map here. Spline
     couplings use linear tails and divide their bin-size logits by sqrt(hidden_channels), as the
     original does for conv conditioners (nflows reads `hidden_channels` when `hidden_features` is absent).
     """

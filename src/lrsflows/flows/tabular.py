@@ -35,6 +35,7 @@ def build_tabular_flow(
     dropout: float = 0.0,
     use_batch_norm: bool = False,
     unconditional_transform: bool = True,
+    unconditional_init: str = "original",
     linear: str = "lu",
     tails="linear",
     min_bin_width: float = 1e-3,
@@ -43,9 +44,11 @@ def build_tabular_flow(
 ) -> Flow:
     """The NSF/LRS UCI model for `features`-dimensional vectors with an N(0, I) base.
 
-    family: lrs | rq | quadratic | affine; arch: coupling (alternating masks, ResidualNet) or
-    autoregressive (residual MADE). linear='none' with unconditional_transform=False gives the 2-D
-    plane model of the original (couplings only).
+    family: lrs | rq | quadratic (NSF's Q-NSF) | quadratic_c1 (its boundary made C1) | affine; arch:
+    coupling (alternating masks, ResidualNet) or autoregressive (residual MADE). linear='none' with
+    unconditional_transform=False gives the 2-D plane model of the original (couplings only).
+    unconditional_init: original (each family's original code: U[0,1) for lrs/rq, N(0,1) for the
+    quadratic families) | uniform | normal, the initial parameters of the couplings' unconditional map.
     """
     if arch not in ARCH_CHOICES:
         raise ValueError(f"unknown arch {arch!r}; choose one of {ARCH_CHOICES}.")
@@ -74,6 +77,7 @@ def build_tabular_flow(
                     elementwise,
                     size_logit_scale=hidden_scale(hidden_features),
                     unconditional_identity=unconditional_transform and family != "affine",
+                    unconditional_init=unconditional_init,
                 )
             )
         else:

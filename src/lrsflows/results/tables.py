@@ -1,8 +1,10 @@
-"""Paper-style tables from aggregated runs: Markdown, LaTeX and tidy CSV, the paper's rows beside ours.
+"""Paper-style tables from summarised runs: Markdown, LaTeX and CSV, all three from one frame per table.
 
 Tabular and image runs are laid out like the paper (models down, datasets across) so a reader can
-compare by eye, and each of our cells says how far it lies from the paper in the paper's own error
-bars. 2-D runs have no published numbers, so they get a long table with the KL gap instead.
+compare by eye; each of our cells says how many seeds it averages and, beside a verified published
+row, how far it lies from it in the paper's own error bars. 2-D runs have no published numbers, so
+they get a long table with the KL gap instead. A cell's ± is 2 standard errors across seeds when
+there are several, and the single run's test-set ± (marked) when there is one.
 """
 
 from dataclasses import dataclass
@@ -10,46 +12,47 @@ from pathlib import Path
 
 import pandas as pd
 
-from .collect import MEASURE_ERRORS
-from .paper import ARCH_SUFFIXES, DATASET_TITLES, MODEL_LABELS, TABULAR_DATASETS, paper_frame, row_labels
+from .collect import MEASURE_ERRORS, Collection
+from .paper import ARCH_SUFFIXES, CITATIONS, DATASET_TITLES, MODEL_LABELS, paper_frame, row_labels
 
 OURS = "ours"
 # Our rows follow the paper: coupling before autoregressive, then LRS, RQ-NSF, Q-NSF, Affine; unknown keys last.
 ROW_ORDER = {"arch": list(ARCH_SUFFIXES), "model": list(MODEL_LABELS)}
-TIDY_LEADING_COLUMNS = ["source", "row", "model", "model_label", "arch", "dataset"]
-KINDS = ("tabular", "images", "toy2d")
+TIDY_LEADING_COLUMNS = ["source", "row", "variant", "model", "model_label", "arch", "dataset", "cell"]
+TIDY_DROPPED_COLUMNS = ["config"]  # the nested dict; config_digest names it and each run's results.json holds it
+# Table name (file stem) of each data kind, in the order tables are printed.
+TABLE_NAMES = {"tabular": "tabular", "image": "images", "toy2d": "toy2d"}
 CAPTIONS = {
     "tabular": "Tabular density estimation: test log-likelihood in nats (higher is better), ± 2 standard errors",
-    "images": "Image modelling: test bits per dimension, 8-bit data (lower is better), ours ± 2 standard errors",
+    "images": "Image modelling: test bits per dimension, 8-bit data (lower is better), ± 2 standard errors",
     "toy2d": "2-D densities: test log-likelihood, true expected log-density and KL gap in nats, ± 2 standard errors",
 }
 _ARCH_NOTE = "(C) = coupling, (A) = autoregressive."
-_SEEDS_NOTE = "n=k: value and ± are means over k seeds."
+_CELLS_NOTE = (
+    "Our cells: mean over n seeds ± 2·std/√n across seeds; where n=1, the run's own test-set ± 2 standard errors, "
+    "marked as such. Runs share a cell only when their training configurations are identical but for the seed."
+)
 NOTES = {
     "tabular": (
-        "Rows from a paper are published numbers (results-paper.md); 'NSF paper (unverified)' rows are recalled, "
-        "not yet checked against that paper. In our cells, (+xσ) is (ours - paper) / σ, where σ is the paper's ± "
-        f"(2 standard errors) for the same model, arch and dataset. {_SEEDS_NOTE} {_ARCH_NOTE}"
+        f"{_CELLS_NOTE} (+xσ) is (ours - paper) / σ, where σ is the published ± (2 standard errors) for the same "
+        f"model, arch and dataset, given only beside verified published rows. {_ARCH_NOTE}"
     ),
-    "images": (
-        "Rows from the LRS paper are published numbers (results-paper.md); it prints no error bars, so our cells "
-        f"carry no distance in σ. {_SEEDS_NOTE} {_ARCH_NOTE}"
-    ),
+    "images": f"{_CELLS_NOTE} The LRS paper prints no error bars for images, so our cells carry no σ. {_ARCH_NOTE}",
     "toy2d": (
-        "The paper shows 2-D densities only as pictures. KL gap = E_test[log p_true - log p_model]: 0 for a perfect "
-        "model; blank where the true density is unknown. Values and ± are means over the seeds counted. "
-        f"{_ARCH_NOTE}"
+        f"{_CELLS_NOTE} The paper shows 2-D densities only as pictures. KL gap = E_test[log p_true - log p_model]: "
+        f"0 for a perfect model; blank where the true density is unknown. {_ARCH_NOTE}"
     ),
 }
 _LATEX_ESCAPES = {
     "\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{", "}": r"\}",
-    "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "±": r"$\pm$", "σ": r"$\sigma$",
+    "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "±": r"$\pm$", "σ": r"$\sigma$", "√": r"$\surd$",
+    "·": r"$\cdot$",
 }  # fmt: skip
 
 
 @dataclass(frozen=True)
 class Table:
-    """One table: `display` holds the formatted cells, `tidy` the numbers behind them (what the CSV keeps)."""
+    """One table: `tidy` holds every number and each cell's text (the CSV); `display` is its pivot (Markdown, LaTeX)."""
 
     name: str
     caption: str
@@ -58,70 +61,110 @@ class Table:
     tidy: pd.DataFrame
 
 
-def table_kinds(summary: pd.DataFrame) -> pd.Series:
-    """Which table each row belongs to: bits/dim runs are images, the MAF five are tabular, the rest 2-D."""
-    kinds = pd.Series("toy2d", index=summary.index).mask(summary["dataset"].isin(TABULAR_DATASETS), "tabular")
-    return kinds.mask(summary["metric"].eq("test_bits_per_dim"), "images")
+def table_names(summary: pd.DataFrame) -> pd.Series:
+    """Which table each summary row belongs to, from the data kind its run recorded."""
+    return summary["data_kind"].map(TABLE_NAMES)
 
 
-def build_tables(summary: pd.DataFrame) -> list[Table]:
-    """The tables for the kinds of run present in `summary` (the output of `aggregate`), in a fixed order."""
-    kinds = table_kinds(summary)
+def build_tables(summary: pd.DataFrame, notes: tuple[str, ...] = ()) -> list[Table]:
+    """The tables for the data kinds present in `summary` (the output of `aggregate`), in a fixed order.
+
+    `notes` (e.g. a Collection's) are appended to every table's notes."""
+    if summary.empty:
+        return []
+    names = table_names(summary)
     builders = {"tabular": _paper_layout_table, "images": _paper_layout_table, "toy2d": _toy2d_table}
-    return [builders[kind](summary[kinds == kind], kind) for kind in KINDS if (kinds == kind).any()]
+    return [
+        builders[name](summary[names == name], name, notes)
+        for name in TABLE_NAMES.values()
+        if (names == name).any()
+    ]
 
 
-def render_markdown(summary: pd.DataFrame) -> str:
-    """Every present table as Markdown, one after another."""
-    return "\n\n".join(_markdown(table) for table in build_tables(summary))
+def render_markdown(summary: pd.DataFrame, collection: Collection | None = None) -> str:
+    """Every present table as Markdown, then the runs that have no results yet (unfinished or failed)."""
+    notes = collection.notes if collection is not None else ()
+    parts = [_markdown(table) for table in build_tables(summary, notes)]
+    if collection is not None and not collection.incomplete.empty:
+        parts.append(_incomplete_markdown(collection.incomplete))
+    return "\n\n".join(parts)
 
 
-def write_tables(summary: pd.DataFrame, out_dir: Path) -> list[Path]:
-    """Write `{kind}.md`, `{kind}.tex` and `{kind}.csv` for each kind present; return the paths written."""
+def write_tables(summary: pd.DataFrame, out_dir: Path, collection: Collection | None = None) -> list[Path]:
+    """Write `{name}.md`, `{name}.tex` and `{name}.csv` per table, and incomplete.csv if runs lack results."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    notes = collection.notes if collection is not None else ()
+    outputs = {}
+    for table in build_tables(summary, notes):
+        outputs |= {
+            f"{table.name}.md": _markdown(table),
+            f"{table.name}.tex": _latex(table),
+            f"{table.name}.csv": table.tidy.to_csv(index=False),
+        }
+    if collection is not None and not collection.incomplete.empty:
+        outputs["incomplete.csv"] = collection.incomplete.to_csv(index=False)
     written = []
-    for table in build_tables(summary):
-        for suffix, text in (("md", _markdown(table)), ("tex", _latex(table)), ("csv", table.tidy.to_csv(index=False))):
-            path = out_dir / f"{table.name}.{suffix}"
-            path.write_text(text, encoding="utf-8")
-            written.append(path)
+    for name, text in outputs.items():
+        path = out_dir / name
+        path.write_text(text, encoding="utf-8")
+        written.append(path)
     return written
 
 
-def _paper_layout_table(summary: pd.DataFrame, kind: str) -> Table:
+def _paper_layout_table(summary: pd.DataFrame, name: str, extra_notes: tuple[str, ...]) -> Table:
     ours = _labelled(summary).assign(dataset=lambda frame: frame["dataset"].replace(DATASET_TITLES), source=OURS)
     paper = paper_frame().query("dataset in @ours.dataset")
-    paper = paper.assign(row=row_labels(paper["model_label"], paper["arch"]))
-    reference = paper.dropna(subset=["error"]).rename(columns={"value": "paper_value", "error": "paper_error"})
+    paper = paper.assign(row=row_labels(paper["model_label"], paper["arch"]), variant="")
+    verified, unverified = paper[paper["verified"]], paper[~paper["verified"]]
+    if name == "tabular" and not ours["arch"].eq("autoregressive").any():
+        unverified = unverified.iloc[:0]  # reference rows for (A) runs only, and only when there are some
+    reference = verified.dropna(subset=["error"]).rename(columns={"value": "paper_value", "error": "paper_error"})
     ours = ours.merge(reference[["model_label", "arch", "dataset", "paper_value", "paper_error"]], how="left")
     ours["sigma_diff"] = (ours["value"] - ours["paper_value"]) / ours["paper_error"]
-    tidy = pd.concat([paper, ours], ignore_index=True)
+    tidy = pd.concat([verified, ours, unverified], ignore_index=True)
     tidy["cell"] = tidy.apply(_paper_layout_cell, axis=1)
-    rows = pd.MultiIndex.from_frame(tidy[["row", "source"]].drop_duplicates())  # paper first, in its order
+    tidy["source_label"] = tidy["source"].where(tidy["variant"].fillna("") == "", tidy["source"] + ": " + tidy["variant"])
+    rows = pd.MultiIndex.from_frame(tidy[["row", "source_label"]].drop_duplicates())  # blocks: paper, ours, unverified
     columns = sorted(tidy["dataset"].unique(), key=_dataset_position)
-    display = tidy.pivot(index=["row", "source"], columns="dataset", values="cell").reindex(index=rows, columns=columns)
+    display = tidy.pivot(index=["row", "source_label"], columns="dataset", values="cell").reindex(index=rows, columns=columns)
     display = display.fillna("").reset_index().rename_axis(columns=None)
-    display = display.rename(columns={"row": "Model", "source": "Source"})
-    return Table(kind, CAPTIONS[kind], NOTES[kind], display, _tidy(tidy.drop(columns="cell")))
+    display = display.rename(columns={"row": "Model", "source_label": "Source"})
+    sources = [source for source in CITATIONS if source in set(tidy["source"])]
+    citations = " ".join(f"{source}: {CITATIONS[source]}." for source in sources)
+    notes = _notes(NOTES[name], citations, ours, extra_notes)
+    return Table(name, CAPTIONS[name], notes, display, _tidy(tidy.drop(columns="source_label")))
 
 
 TOY2D_DECIMALS = 3  # KL gaps of good 2-D fits are a few thousandths of a nat
 
 
-def _toy2d_table(summary: pd.DataFrame, kind: str) -> Table:
-    ours = _labelled(summary).sort_values("dataset", kind="stable").reset_index(drop=True)
-    display = pd.DataFrame(
-        {
-            "Dataset": ours["dataset"],
-            "Model": ours["row"],
-            "Test log-lik (nats)": _measure_cells(ours, "value", TOY2D_DECIMALS),
-            "True E log p (nats)": _measure_cells(ours, "true_log_prob", TOY2D_DECIMALS),
-            "KL gap (nats)": _measure_cells(ours, "kl_gap", TOY2D_DECIMALS),
-            "Seeds": ours["num_seeds"].map("{:.0f}".format),
-        }
-    )
-    return Table(kind, CAPTIONS[kind], NOTES[kind], display, _tidy(ours))
+def _toy2d_table(summary: pd.DataFrame, name: str, extra_notes: tuple[str, ...]) -> Table:
+    ours = _labelled(summary).sort_values("dataset", kind="stable").reset_index(drop=True).assign(source=OURS)
+    for measure in MEASURE_ERRORS:
+        ours[f"{measure}_cell"] = _measure_cells(ours, measure, TOY2D_DECIMALS)
+    ours["cell"] = ours["value_cell"]
+    columns = {"Dataset": ours["dataset"], "Model": ours["row"]}
+    if ours["variant"].ne("").any():
+        columns["Configuration"] = ours["variant"]
+    columns |= {
+        "Test log-lik (nats)": ours["value_cell"],
+        "True E log p (nats)": ours["true_log_prob_cell"],
+        "KL gap (nats)": ours["kl_gap_cell"],
+        "n": ours["num_seeds"].map("{:.0f}".format),
+        "± over": ours["error_basis"],
+    }
+    notes = _notes(NOTES[name], "", ours, extra_notes)
+    return Table(name, CAPTIONS[name], notes, pd.DataFrame(columns), _tidy(ours))
+
+
+def _notes(base: str, citations: str, ours: pd.DataFrame, extra_notes: tuple[str, ...]) -> str:
+    """The table's fixed notes, its reference rows' sources, the keys that split a model into several rows."""
+    split = ours[ours["differing"].ne("")].drop_duplicates(subset=["row", "dataset", "differing"])
+    differing = [f"{row.row} on {row.dataset} differs in {row.differing}." for row in split.itertuples()]
+    if differing:
+        differing.insert(0, "Rows of one model with different configurations:")
+    return " ".join(part for part in [base, citations, *differing, *extra_notes] if part)
 
 
 def _labelled(summary: pd.DataFrame) -> pd.DataFrame:
@@ -143,10 +186,13 @@ def _dataset_position(title: str) -> tuple[int, str]:
 
 
 def _tidy(frame: pd.DataFrame) -> pd.DataFrame:
-    """The CSV's numbers: identifying columns first, columns empty for every row dropped."""
+    """The CSV: identifying columns and cell text first, then every number; columns empty for every row dropped."""
+    frame = frame.drop(columns=[column for column in TIDY_DROPPED_COLUMNS if column in frame])
     leading = [column for column in TIDY_LEADING_COLUMNS if column in frame]
-    frame = frame[leading + [column for column in frame if column not in leading]].astype({"num_seeds": "Int64"})
-    return frame.dropna(axis=1, how="all")
+    frame = frame[leading + [column for column in frame if column not in leading]]
+    if "num_seeds" in frame:
+        frame = frame.astype({"num_seeds": "Int64"})
+    return frame.dropna(axis=1, how="all").reset_index(drop=True)
 
 
 def _with_error(value: float, error: float, decimals: int = 2) -> str:
@@ -172,15 +218,24 @@ def _measure_cells(ours: pd.DataFrame, measure: str, decimals: int) -> pd.Series
 
 
 def _paper_layout_cell(row: pd.Series) -> str:
-    remarks = [f"{row['sigma_diff']:+.1f}σ"] if pd.notna(row["sigma_diff"]) else []
-    if row["num_seeds"] > 1:
-        remarks.append(f"n={row['num_seeds']:.0f}")
     text = _with_error(row["value"], row["error"])
-    return f"{text} ({', '.join(remarks)})" if remarks else text
+    if row["source"] != OURS:
+        return text
+    remarks = [f"n={row['num_seeds']:.0f}" + (", test-set ±" if row["num_seeds"] == 1 else "")]
+    if pd.notna(row.get("sigma_diff")):
+        remarks.append(f"{row['sigma_diff']:+.1f}σ")
+    return f"{text} ({', '.join(remarks)})"
+
+
+def _incomplete_markdown(incomplete: pd.DataFrame) -> str:
+    lines = [f"- {row.status}: {row.run_dir}" + (f" ({row.reason})" if row.status == "failed" else "")
+             for row in incomplete.itertuples()]  # fmt: skip
+    return "\n".join([f"### Runs without results ({len(incomplete)}): not in the tables above", "", *lines])
 
 
 def _markdown(table: Table) -> str:
     """Markdown by hand: pandas' to_markdown needs `tabulate`, which the project does not depend on."""
+
     def line(cells) -> str:
         return "| " + " | ".join(str(cell).replace("|", r"\|") for cell in cells) + " |"
 

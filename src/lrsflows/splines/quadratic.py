@@ -1,10 +1,21 @@
 """Quadratic spline (Q-NSF; Mueller et al. 2019): the CDF of a piecewise-linear density.
 
 REFERENCE 3.3. The vertex values v_k of the density are its derivatives at the knots. With linear
-tails the two boundary vertices take the constant that makes the normalised boundary density
-exactly 1, so the spline joins the identity tails C1. The original code halves the end widths
-twice in that constant (boundary slopes 0.82-0.94 instead of 1); `boundary="original"` reproduces
-it for exact comparison with published Q-NSF numbers.
+tails the two boundary vertices share one constant, and two rules for it exist:
+
+- boundary="nsf" (family `quadratic`, the default): the Neural Spline Flows code's constant
+  (bayesiains/nsf, nde/transforms/splines/quadratic.py). It means to make the normalised boundary
+  density 1 but halves the end widths twice, so the boundary slopes come out below 1 (0.88 with
+  every logit 0 at K = 8, quartiles 0.85-0.94 at N(0, 1) logits, 0.5-1 in general) and the spline
+  meets the identity tails with a kink. The published Q-NSF numbers came from this code,
+  so `model=q_nsf` reproduces it (scripts/original_splines.py's original_quadratic re-implements it;
+  tests/test_original_formulation.py checks the agreement).
+- boundary="c1" (family `quadratic_c1`): our correction, the constant that makes the normalised
+  boundary density exactly 1, so the spline joins the identity tails C1 as RQ and LRS do.
+
+Both otherwise follow NSF: widths softmax + minimum, vertex values exp(logits) (taken as
+exp(v - max v), equal after normalisation but unable to overflow), density normalised to unit
+area and floored at min_bin_height.
 """
 
 import torch
@@ -13,21 +24,26 @@ import torch.nn.functional as F
 from .bins import bin_knots, find_bin, gather_edges, safe_sqrt
 from .knots import Knots
 
-BOUNDARY_CHOICES = ("exact", "original")
+BOUNDARY_CHOICES = ("nsf", "c1")
+# The boundary constant puts `halving` of each end bin's width against its boundary vertex: 0.5 is the
+# trapezoid rule (boundary density exactly 1); NSF's code halves the end widths once more.
+_END_WIDTH_FACTOR = {"nsf": 0.25, "c1": 0.5}
 
 
-def knots(params, bound, linear_tails, min_bin_width, min_bin_height, min_derivative, boundary="exact") -> Knots:
-    """Layout per element: K widths | K-1 (or K+1) log vertex densities. min_derivative is unused."""
+def knots(params, bound, linear_tails, min_bin_width, min_bin_height, min_derivative, boundary="nsf") -> Knots:
+    """Layout per element: K width logits | K-1 (or K+1) log vertex densities. min_derivative is unused."""
     if boundary not in BOUNDARY_CHOICES:
         raise ValueError(f"unknown quadratic boundary rule {boundary!r}; choose one of {BOUNDARY_CHOICES}.")
     num_bins = (params.shape[-1] + (1 if linear_tails else -1)) // 2
     width_logits, vertex_logits = params.split([num_bins, params.shape[-1] - num_bins], dim=-1)
     unit_knots = bin_knots(width_logits, min_bin_width, 0.0, 1.0)
-    widths = unit_knots[..., 1:] - unit_knots[..., :-1]
+    # The widths themselves, as NSF's code takes them, not differences of the knots: a 1e-3 bin near the
+    # top knot 1 would lose 1e-4 of its width in float32, and with it the density's normalisation.
+    widths = min_bin_width + (1.0 - min_bin_width * num_bins) * torch.softmax(width_logits, dim=-1)
     # exp(v - max v): the density is normalised below, so this is exact and cannot overflow.
     vertices = torch.exp(vertex_logits - vertex_logits.amax(dim=-1, keepdim=True))
     if linear_tails:
-        halving = 0.25 if boundary == "original" else 0.5
+        halving = _END_WIDTH_FACTOR[boundary]
         ends = halving * (widths[..., :1] * vertices[..., :1] + widths[..., -1:] * vertices[..., -1:])
         interior = (0.5 * (vertices[..., :-1] + vertices[..., 1:]) * widths[..., 1:-1]).sum(-1, keepdim=True)
         constant = (ends + interior) / (1.0 - halving * (widths[..., :1] + widths[..., -1:]))
@@ -41,7 +57,7 @@ def knots(params, bound, linear_tails, min_bin_width, min_bin_height, min_deriva
     return Knots(x=-bound + 2.0 * bound * unit_knots, y=-bound + 2.0 * bound * cdf, derivatives=vertices)
 
 
-def quadratic_spline(inputs, params, inverse, bound, linear_tails, min_bin_width, min_bin_height, min_derivative, boundary="exact"):
+def quadratic_spline(inputs, params, inverse, bound, linear_tails, min_bin_width, min_bin_height, min_derivative, boundary="nsf"):
     """Quadratic spline on the box [-bound, bound]; inputs must lie in the box."""
     geometry = knots(params, bound, linear_tails, min_bin_width, min_bin_height, min_derivative, boundary)
     index = find_bin(geometry.y if inverse else geometry.x, inputs)
@@ -51,7 +67,9 @@ def quadratic_spline(inputs, params, inverse, bound, linear_tails, min_bin_width
     width, height = x_end - x_start, y_end - y_start
     # The bin's area w (v_k + v_k+1) / 2 equals its height only up to rounding (a tiny bin near the box
     # edge loses relative precision in x_k+1 - x_k); scaling the density to the knots' height makes
-    # the spline pass through every knot exactly, as RQ and LRS do.
+    # the spline pass through every knot exactly, as RQ and LRS do. That scale is 1 up to the rounding
+    # of y_k+1 - y_k, which is a large relative error in a flat bin (height ~1e-5 in float32: a few
+    # percent), so the log-det takes the density itself, v_k + (v_k+1 - v_k) alpha, as NSF's code does.
     scale = height / (0.5 * (v_start + v_end))
     change = v_end - v_start
 
@@ -60,7 +78,7 @@ def quadratic_spline(inputs, params, inverse, bound, linear_tails, min_bin_width
         # 0.5 change a^2 + v_start a - fraction = 0; this root never cancels since v_start > 0.
         alpha = 2.0 * fraction / (v_start + safe_sqrt(v_start * v_start + 2.0 * change * fraction))
         alpha = alpha.clamp(0.0, 1.0)
-        return x_start + alpha * width, -torch.log(scale * (v_start + change * alpha) / width)
+        return x_start + alpha * width, -torch.log(v_start + change * alpha)
 
     alpha = ((inputs - x_start) / width).clamp(0.0, 1.0)
-    return y_start + scale * alpha * (v_start + 0.5 * change * alpha), torch.log(scale * (v_start + change * alpha) / width)
+    return y_start + scale * alpha * (v_start + 0.5 * change * alpha), torch.log(v_start + change * alpha)

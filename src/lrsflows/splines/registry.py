@@ -12,23 +12,36 @@ from . import linear_rational, quadratic, rational_quadratic
 from .knots import Knots
 
 TAILS_CHOICES = ("linear", None)
+# How the free parameters of a coupling layer's unconditional map start: each family's original code
+# ("original"), or U[0, 1) or N(0, 1) for every family.
+INIT_CHOICES = ("original", "uniform", "normal")
 
 
 class Family(NamedTuple):
-    """A spline family: its box function, its knot geometry and its parameters per bin."""
+    """A spline family: its box function, its knot geometry, its parameters per bin, how many leading
+    parameters per bin are bin-size logits (those the original coupling layers divide by sqrt(hidden
+    features); None: every parameter) and the distribution its original code initialises the free
+    parameters of a coupling layer's unconditional map with ("uniform" U[0, 1) or "normal" N(0, 1))."""
 
     transform: Callable
     knots: Callable
     params_per_bin: int
+    size_logits_per_bin: int | None
+    original_init: str
 
 
 FAMILIES: dict[str, Family] = {
-    "lrs": Family(linear_rational.linear_rational_spline, linear_rational.knots, 4),
-    "rq": Family(rational_quadratic.rational_quadratic_spline, rational_quadratic.knots, 3),
-    "quadratic": Family(quadratic.quadratic_spline, quadratic.knots, 2),
-    # The original NSF/LRS code's boundary constant (not C1 at the box edge); for exact comparison only.
-    "quadratic_original": Family(
-        partial(quadratic.quadratic_spline, boundary="original"), partial(quadratic.knots, boundary="original"), 2
+    # LRS code (hmdolatabadi/LRS_NF) and NSF's rational-quadratic CDF: widths | heights scaled, torch.rand init.
+    "lrs": Family(linear_rational.linear_rational_spline, linear_rational.knots, 4, 2, "uniform"),
+    "rq": Family(rational_quadratic.rational_quadratic_spline, rational_quadratic.knots, 3, 2, "uniform"),
+    # NSF's quadratic spline, the code behind the published Q-NSF numbers: its boundary constant (slopes below
+    # 1 at the box edge), widths and vertex logits all scaled, torch.randn init (PiecewiseQuadraticCDF).
+    "quadratic": Family(
+        partial(quadratic.quadratic_spline, boundary="nsf"), partial(quadratic.knots, boundary="nsf"), 2, None, "normal"
+    ),
+    # Our correction: the boundary density exactly 1, so the spline joins the identity tails C1.
+    "quadratic_c1": Family(
+        partial(quadratic.quadratic_spline, boundary="c1"), partial(quadratic.knots, boundary="c1"), 2, None, "normal"
     ),
 }
 
@@ -64,6 +77,20 @@ def num_bins(kind: str, params_per_element: int, tails="linear") -> int:
     return bins
 
 
+def num_size_logits(kind: str, num_bins: int, tails="linear") -> int:
+    """How many leading parameters per element are bin-size logits (the original coupling layers divide
+    them by sqrt(hidden features)): the K widths and K heights, or every parameter (quadratic)."""
+    per_bin = _family(kind).size_logits_per_bin
+    return num_params(kind, num_bins, tails) if per_bin is None else per_bin * num_bins
+
+
+def unconditional_init(kind: str, init: str = "original") -> str:
+    """The distribution ("uniform" or "normal") that `init` means for family `kind`."""
+    if init not in INIT_CHOICES:
+        raise ValueError(f"unknown unconditional init {init!r}; choose one of {INIT_CHOICES}.")
+    return _family(kind).original_init if init == "original" else init
+
+
 def spline(
     kind: str,
     inputs: torch.Tensor,
@@ -79,7 +106,8 @@ def spline(
 
     params has shape inputs.shape + (num_params,). The spline maps [-tail_bound, tail_bound] onto
     itself and is the identity outside. With tails="linear" its boundary derivatives are 1 (C1
-    tails); with tails=None they are free parameters too. Inputs are clamped into the box before any
+    tails; family `quadratic` keeps NSF's slopes below 1, `quadratic_c1` has 1); with tails=None they are
+    free parameters too. Inputs are clamped into the box before any
     arithmetic and the result selected with torch.where, so tail elements never meet a division,
     log or sqrt of an out-of-range value, shapes never depend on data, and torch.compile can trace
     it. The maths runs in at least float32, with autocast off.

@@ -15,13 +15,14 @@ import torch
 from omegaconf import OmegaConf
 from PIL import Image  # pillow comes with matplotlib
 
-from ..config import Arch, Config, DatasetConfig, DatasetKind, ModelConfig, Precision, TrainerConfig
+from ..config import Arch, Config, DatasetConfig, DatasetKind, ModelConfig, Precision, Task, TrainerConfig
 from ..data.dequantization import to_display
 from ..data.images import load_image_splits
 from ..data.splits import load_splits
 from ..data.errors import DataError
 from ..errors import RunError, fail
 from ..flows import build_image_flow, build_tabular_flow
+from ..results.record import FAILURE_FILE, flatten, provenance
 from . import checkpoint, distributed
 from .batches import ImageBatches, TensorBatches, dequantized_batches, tensor_batches
 from .distributed import Process
@@ -61,20 +62,11 @@ def plain(settings) -> dict:
     return json.loads(json.dumps(dataclasses.asdict(settings), default=lambda value: value.value))
 
 
-def flatten(tree: dict, prefix: str = "") -> dict:
-    """{'model': {'num_bins': 8}} -> {'model.num_bins': 8}, the form TensorBoard's hparams tab shows."""
-    flat = {}
-    for key, value in tree.items():
-        if isinstance(value, dict):
-            flat |= flatten(value, f"{prefix}{key}.")
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
-
-
-def describe_run(config: dict, flow: torch.nn.Module, run_dir: Path) -> dict:
-    """What every results.json says about its run: what was trained, its size, and where it came from."""
+def describe_run(task: Task, config: dict, flow: torch.nn.Module, run_dir: Path, device: torch.device) -> dict:
+    """What every results.json says about its run: what was trained, with which configuration, its size, and
+    where and when it was computed (`config` is the training run's resolved config, also for eval)."""
     return {
+        **provenance(task.value, config, str(device)),
         "dataset": config["dataset"]["name"],
         "model": config["model"]["name"],
         "family": config["model"]["family"],
@@ -178,6 +170,7 @@ def _architecture(model: ModelConfig, data: RunData) -> torch.nn.Module:
             num_flow_steps=model.num_flow_steps,
             hidden_features=model.hidden_features,
             unconditional_transform=model.unconditional_transform,
+            unconditional_init=model.unconditional_init.value,
             linear=model.linear.value,
             **shared,
         )
@@ -311,20 +304,41 @@ def make_deterministic() -> None:
 
 
 def _train(config: Config, run_dir: Path, process: Process) -> dict | None:
+    """Refuse to overwrite a run; otherwise train it, and leave failure.json behind if it fails (not if it is
+    interrupted: an interrupted run is unfinished and can be resumed)."""
+    last_path = run_dir / "checkpoints" / "last.pt"
+    if last_path.exists() and not config.trainer.resume:
+        raise RunError(
+            f"{run_dir} already holds a run (checkpoints/last.pt); add trainer.resume=true to continue it, "
+            "or remove that folder to start over."
+        )
+    failure_path = run_dir / FAILURE_FILE
+    if process.is_main:
+        failure_path.unlink(missing_ok=True)
+    try:
+        return _fit_and_score(config, run_dir, process, last_path)
+    except Exception as error:
+        if process.is_main:
+            _record_failure(failure_path, error)
+        raise
+
+
+def _record_failure(path: Path, error: Exception) -> None:
+    """failure.json with the error's first line, so tables list the run as failed; never masks the error."""
+    reason = str(error) if isinstance(error, (DataError, RunError)) else f"{type(error).__name__}: {error}"
+    try:
+        write_json(path, {"error": (reason.strip() or type(error).__name__).splitlines()[0]})
+    except RunError:
+        pass
+
+
+def _fit_and_score(config: Config, run_dir: Path, process: Process, last_path: Path) -> dict | None:
     seed_everything(config.seed)
     data = load_data(config.dataset, config.paths.data_dir, config.trainer, config.seed, process)
     flow = build_flow(config.model, data, process.device)
     seed_everything(config.seed + process.rank)  # one model for all; each process its own noise and dropout
-    checkpoint_dir = run_dir / "checkpoints"
-    last_path = checkpoint_dir / "last.pt"
-    state = None
-    if last_path.exists():
-        if not config.trainer.resume:
-            raise RunError(
-                f"{run_dir} already holds a run (checkpoints/last.pt); add trainer.resume=true to continue it, "
-                "or remove that folder to start over."
-            )
-        state = checkpoint.load(last_path)
+    checkpoint_dir = last_path.parent
+    state = checkpoint.load(last_path) if last_path.exists() else None
     main = process.is_main
     if main and data.val_indices is not None:
         write_atomically(run_dir / "val_indices.npy", lambda handle: np.save(handle, data.val_indices))
@@ -352,7 +366,7 @@ def _train(config: Config, run_dir: Path, process: Process) -> dict | None:
         if not main:
             return None
         record = {
-            **describe_run(plain(config), flow, run_dir),
+            **describe_run(Task.train, plain(config), flow, run_dir, process.device),
             **scores,
             "steps": trainer.step,
             "best_step": trainer.best_step,
@@ -375,6 +389,19 @@ def _train(config: Config, run_dir: Path, process: Process) -> dict | None:
     return record
 
 
+# Before Q-NSF followed NSF's code, family "quadratic" was our C1 correction (now "quadratic_c1") and
+# "quadratic_original" NSF's spline (now "quadratic"); checkpoints of then lack model.unconditional_init.
+RENAMED_FAMILIES = {"quadratic": "quadratic_c1", "quadratic_original": "quadratic"}
+
+
+def saved_model_config(values: dict) -> ModelConfig:
+    """A checkpoint's model section as a ModelConfig, with an older checkpoint's family read by its old name."""
+    if "unconditional_init" not in values:
+        family = RENAMED_FAMILIES.get(values["family"], values["family"])
+        values = {**values, "family": family, "unconditional_init": "uniform"}  # U[0,1) was then the only init
+    return typed(ModelConfig, values)
+
+
 def _restore(config: Config) -> tuple[dict, torch.nn.Module, RunData, Process]:
     """The checkpoint named by ckpt=, its model (weights loaded, eval mode) and its dataset, in one process."""
     if config.ckpt is None:
@@ -385,7 +412,7 @@ def _restore(config: Config) -> tuple[dict, torch.nn.Module, RunData, Process]:
     trainer_settings = typed(TrainerConfig, saved["trainer"])
     trainer_settings.eval_batch_size = config.trainer.eval_batch_size
     data = load_data(typed(DatasetConfig, saved["dataset"]), config.paths.data_dir, trainer_settings, saved["seed"], process)
-    flow = build_flow(typed(ModelConfig, saved["model"]), data, process.device)
+    flow = build_flow(saved_model_config(saved["model"]), data, process.device)
     flow.load_state_dict(state["model"])
     flow.eval()
     return state, flow, data, process
@@ -397,7 +424,7 @@ def evaluate(config: Config, run_dir: Path) -> dict:
     started = time.perf_counter()
     state, flow, data, process = _restore(config)
     record = {
-        **describe_run(state["config"], flow, run_dir),
+        **describe_run(Task.eval, state["config"], flow, run_dir, process.device),
         **test_results(flow, data, process),
         "steps": state["step"],
         "checkpoint": str(Path(config.ckpt).resolve()),

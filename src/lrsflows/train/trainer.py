@@ -55,8 +55,8 @@ class Trainer:
         self.autocast_dtype = AUTOCAST_DTYPES.get(settings.precision)
         self.scaler = torch.amp.GradScaler(process.device.type, enabled=settings.precision == Precision.fp16)
         self.optimizer = adam(flow.parameters(), settings.lr)
-        # Stepped after every optimiser step: lr_t = lr·(1 + cos(πt/T))/2. The original steps it at the start of
-        # an iteration with the iteration index, which is the same schedule shifted by one step.
+        # Stepped after every optimiser step, so step t (from 0) uses lr·(1 + cos(πt/T))/2: the original's schedule
+        # exactly (it calls scheduler.step(t) at the start of step t), not shifted.
         self.scheduler = (
             torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, T_max=settings.max_steps, eta_min=0.0)
             if settings.anneal_lr

@@ -5,6 +5,7 @@ import math
 import torch
 from torch import nn
 
+from ..splines.registry import INIT_CHOICES
 from .base import Transform, sum_except_batch
 
 
@@ -29,11 +30,21 @@ class CouplingTransform(Transform):
     network mapping the identity features to out = transformed * num_params outputs, read as
     [B, transformed, num_params, *spatial] so one element's parameters are contiguous. Bin-size
     logits are multiplied by `size_logit_scale` (the original's 1/sqrt(hidden)). With
-    `unconditional_identity`, the identity features pass through the same map with free parameters
-    (U[0,1) init, as the original), applied after the conditioner reads them.
+    `unconditional_identity`, the identity features pass through the same map with free parameters,
+    applied after the conditioner reads them. `unconditional_init` draws those parameters: "original"
+    as the family's original code does (U[0,1) for LRS and RQ, N(0,1) for the quadratic families;
+    `elementwise.original_init`), or "uniform" U[0,1) / "normal" N(0,1) for any family.
     """
 
-    def __init__(self, mask, make_conditioner, elementwise, size_logit_scale=1.0, unconditional_identity=False):
+    def __init__(
+        self,
+        mask,
+        make_conditioner,
+        elementwise,
+        size_logit_scale=1.0,
+        unconditional_identity=False,
+        unconditional_init="original",
+    ):
         super().__init__()
         mask = torch.as_tensor(mask, dtype=torch.bool)
         if mask.all() or not mask.any():
@@ -45,9 +56,13 @@ class CouplingTransform(Transform):
         self.size_logit_scale = size_logit_scale
         num_transform = len(self.transform_index)
         self.conditioner = make_conditioner(len(self.identity_index), num_transform * elementwise.num_params)
-        self.identity_params = (
-            nn.Parameter(torch.rand(len(self.identity_index), elementwise.num_params)) if unconditional_identity else None
-        )
+        if unconditional_init not in INIT_CHOICES:
+            raise ValueError(f"unknown unconditional init {unconditional_init!r}; choose one of {INIT_CHOICES}.")
+        self.identity_params = None
+        if unconditional_identity:
+            init = elementwise.original_init if unconditional_init == "original" else unconditional_init
+            draw = torch.randn if init == "normal" else torch.rand
+            self.identity_params = nn.Parameter(draw(len(self.identity_index), elementwise.num_params))
 
     def _params(self, identity, context):
         raw = self.conditioner(identity, context)

@@ -7,8 +7,9 @@ coupling and autoregressive layers produce.
 import torch
 
 from .. import splines
+from ..splines.registry import num_size_logits, unconditional_init
 
-SPLINE_FAMILIES = ("lrs", "rq", "quadratic")
+SPLINE_FAMILIES = tuple(splines.FAMILIES)  # the registry's: lrs, rq, quadratic (NSF's), quadratic_c1
 FAMILY_CHOICES = SPLINE_FAMILIES + ("affine",)
 
 
@@ -25,9 +26,11 @@ class SplineMap:
             min_bin_height=min_bin_height,
             min_derivative=min_derivative,
         )
-        # Bin-size logits (widths, heights; all parameters for the quadratic family) are the ones the
+        # Bin-size logits (widths, heights; all parameters for the quadratic families) are the ones the
         # original coupling layers divide by sqrt(hidden features).
-        self.num_size_logits = self.num_params if kind.startswith("quadratic") else 2 * num_bins
+        self.num_size_logits = num_size_logits(kind, num_bins, tails)
+        # What "original" initialisation of an unconditional map means for this family ("uniform" or "normal").
+        self.original_init = unconditional_init(kind)
 
     def __call__(self, inputs, params, inverse=False):
         return splines.spline(self.kind, inputs, params, inverse=inverse, **self.settings)
@@ -38,6 +41,7 @@ class AffineMap:
 
     num_params = 2
     num_size_logits = 0
+    original_init = "uniform"  # no original has an unconditional affine map; U[0, 1) as for LRS and RQ
 
     def __call__(self, inputs, params, inverse=False):
         shift, raw_scale = params.unbind(-1)
@@ -48,7 +52,7 @@ class AffineMap:
 
 
 def elementwise_map(family: str, **spline_settings):
-    """The element-wise map named `family` ('lrs', 'rq', 'quadratic' or 'affine'; affine ignores the spline settings)."""
+    """The element-wise map named `family`: a family of the spline registry, or 'affine' (ignores the spline settings)."""
     if family == "affine":
         return AffineMap()
     if family not in SPLINE_FAMILIES:
