@@ -451,8 +451,10 @@ def test_a_finished_run_resumes_with_trainer_resume(trained_2d, tmp_path):
     shutil.copytree(run_dir, tmp_path / "run")
     settings = {**BASES["2d"], "trainer.max_steps": 4}
     with pytest.raises(RunError, match="trainer.resume=true"):
-        tasks.train(compose_tiny_run({**settings, "trainer.resume": False}), tmp_path / "run")
-    record = tasks.train(compose_tiny_run({**settings, "trainer.resume": True}), tmp_path / "run")
+        tasks.refuse_to_overwrite(compose_tiny_run({**settings, "trainer.resume": False}), tmp_path / "run")
+    resumed = compose_tiny_run({**settings, "trainer.resume": True})
+    tasks.refuse_to_overwrite(resumed, tmp_path / "run")
+    record = tasks.train(resumed, tmp_path / "run")
     assert record["steps"] == 4 and math.isfinite(record["value"])
 
 

@@ -8,6 +8,7 @@ import gzip
 import os
 import pickle
 import pickletools
+import shlex
 import struct
 from pathlib import Path
 
@@ -17,6 +18,7 @@ import torch
 from PIL import Image
 from torch.utils.data import ConcatDataset, DataLoader, random_split
 
+from lrsflows.data.cifar10 import read_cifar10
 from lrsflows.data.errors import DataError
 from lrsflows.data.image_datasets import NpyImages
 from lrsflows.data.images import IMAGE_SHAPES, load_image_splits, split_training_set
@@ -64,12 +66,12 @@ def python2_pickle(obj, path):
 
 
 def write_batch(path, batch_images, label, labels=None):
-    """A batch dict as in the archive: planar RGB rows, labels, file names, batch label (keys are Python 2 str)."""
+    """A batch dict as in the archive: planar RGB rows, int labels, file names, batch label (keys are Python 2 str)."""
     count = len(batch_images)
     python2_pickle(
         {
             b"batch_label": label,
-            b"labels": list(labels if labels is not None else np.arange(count) % 10),
+            b"labels": [int(label) for label in (labels if labels is not None else np.arange(count) % 10)],
             b"data": batch_images.reshape(count, -1),
             b"filenames": [f"image_{index:05d}.png".encode() for index in range(count)],
         },
@@ -105,6 +107,8 @@ def test_cifar_fixture_is_a_python2_pickle(cifar_root):
     opcodes = {opcode.name for opcode, _, _ in pickletools.genops(blob)}
     assert {"SHORT_BINSTRING", "BINSTRING"} <= opcodes and not opcodes & {"BINUNICODE", "SHORT_BINUNICODE"}
     assert b"_codecs" not in blob and b"cnumpy.core.multiarray\n_reconstruct\n" in blob
+    globals_ = {argument for opcode, argument, _ in pickletools.genops(blob) if opcode.name == "GLOBAL"}
+    assert globals_ == {"numpy.core.multiarray _reconstruct", "numpy ndarray", "numpy dtype"}  # all a batch needs
     assert set(pickle.loads(blob, encoding="bytes")) == {b"batch_label", b"labels", b"data", b"filenames"}
 
 
@@ -184,6 +188,50 @@ def test_damaged_cifar10_batch_is_named_with_the_fix(cifar_root, damage, message
     assert str(error.value).startswith(str(path))
     command = f"`python scripts/download_data.py --dataset cifar10 --data-dir {root}`"
     assert str(error.value).endswith(f"delete it and run {command} to download it again.")
+
+
+class RunsShellCommand:
+    """Unpickling this runs `command` through os.system: what a malicious data file does on a plain pickle.load."""
+
+    def __init__(self, command):
+        self.command = command
+
+    def __reduce__(self):
+        return os.system, (self.command,)
+
+
+def write_malicious_pickle(path, marker):
+    """A pickle shaped like a CIFAR-10 batch whose `data` creates `marker` when unpickled without restriction."""
+    with open(path, "wb") as handle:
+        pickle.dump({b"data": RunsShellCommand(f"touch {shlex.quote(str(marker))}"), b"labels": [0]}, handle, protocol=2)
+
+
+@pytest.mark.parametrize("protocol", [2, pickle.DEFAULT_PROTOCOL])
+def test_cifar10_batch_pickled_by_this_python_and_numpy_loads_too(tmp_path, protocol):
+    """A batch re-pickled in Python 3: numpy._core names under numpy 2, and bytes as _codecs.encode in protocol 2."""
+    batch = images(4, (3, 32, 32), 26)
+    folder = tmp_path / CIFAR_TORCHVISION
+    write_cifar(folder, images(10, (3, 32, 32), 27), images(3, (3, 32, 32), 28))
+    with open(folder / "data_batch_1", "wb") as handle:
+        pickle.dump({b"batch_label": b"re-pickled", b"labels": [1, 2, 3, 4], b"data": batch.reshape(4, -1)}, handle, protocol)
+    if np.lib.NumpyVersion(np.__version__) >= "2.0.0":
+        assert b"numpy._core.multiarray" in (folder / "data_batch_1").read_bytes()
+    train, _ = read_cifar10(tmp_path)
+    assert len(train) == 4 + 8
+    np.testing.assert_array_equal(train[:4].numpy(), batch)
+
+
+def test_a_malicious_cifar10_batch_is_refused_without_running_it(cifar_root):
+    root, _, _ = cifar_root
+    path, marker = root / CIFAR_TORCHVISION / "data_batch_2", root / "marker"
+    write_malicious_pickle(path, marker)
+    with pytest.raises(DataError) as error:
+        load_image_splits("cifar10", root, 0.1, 0)
+    assert not marker.exists()
+    assert str(error.value).startswith(f"{path} asks the unpickler for {os.system.__module__}.system, which no CIFAR-10 ")
+    assert "may be malicious" in str(error.value) and str(error.value).endswith("to download it again.")
+    pickle.loads(path.read_bytes())  # the same bytes through a plain unpickler do run the command
+    assert marker.exists()
 
 
 # ---------------------------------------------------------------------------------------------- MNIST

@@ -1,20 +1,24 @@
 """The single entry point: `python -m lrsflows [overrides]` or the `lrsflows` console script (a Hydra app)."""
 
 import hashlib
+import os
+import signal
 from datetime import datetime
 from pathlib import Path
+from typing import NoReturn
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from .config import Task, register_schema
+from .config import ConfigError, Task, check_known_keys, register_schema, validate
 from .data.errors import DataError
-from .errors import RunError, fail
+from .errors import RunError, Stopped, fail, signal_name
 
 CONFIG_DIR = str(Path(__file__).resolve().parents[2] / "conf")
 MAX_SUFFIX = 160  # file names stop at 255 bytes
+STARTED = datetime.now()  # one time stamp per process, however often Hydra resolves the run dir
 
 
 def run_name(dataset: str, model: str, arch: str, seed: int, overrides: str) -> str:
@@ -29,11 +33,12 @@ def run_name(dataset: str, model: str, arch: str, seed: int, overrides: str) -> 
 
 
 def run_dir(output_dir: str, task: str, dataset: str, model: str, arch: str, seed: int, overrides: str) -> str:
-    """Training runs live under runs/ by name (so they can be resumed); eval and sample runs are time-stamped."""
+    """Training runs live under runs/ by name (so they can be resumed); eval and sample runs get the process's
+    start time and id, so two started in the same second never share a folder."""
     task = getattr(task, "value", task)
     if task == Task.train.value:
         return f"{output_dir}/runs/{run_name(dataset, model, arch, seed, overrides)}"
-    return f"{output_dir}/{task}/{datetime.now():%Y-%m-%d_%H-%M-%S}"
+    return f"{output_dir}/{task}/{STARTED:%Y-%m-%d_%H-%M-%S}_{os.getpid()}"
 
 
 class CreateOutputDir(Callback):
@@ -63,28 +68,114 @@ OmegaConf.register_new_resolver("lrsflows.run_dir", run_dir, replace=True)
 
 @hydra.main(config_path=CONFIG_DIR, config_name="config", version_base="1.3")
 def main(config: DictConfig) -> None:
+    """Check the settings, then run the task; every error a user can cause ends as one sentence and exit 1.
+
+    Hydra itself writes nothing into the run dir (hydra.output_subdir is null): the job's config files are
+    written here, once the settings are valid and (for training) the run dir is locked and may be (re)used,
+    so a refused command changes nothing on disk.
+    """
+    output = Path(HydraConfig.get().runtime.output_dir)
+    _stop_on_signals(Task(config.task))
+    try:
+        check_known_keys(OmegaConf.to_container(config, resolve=False))
+        settings = OmegaConf.to_object(config)
+        validate(settings)
+    except ConfigError as error:
+        _remove_if_empty(output)
+        fail(str(error))
+    # torch is imported only for settings that passed the checks above.
+    from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
 
-    from .train import distributed, tasks
+    from .train import distributed, files, tasks
+    from .train.trainer import Diverged
 
-    settings = OmegaConf.to_object(config)
-    output = Path(HydraConfig.get().runtime.output_dir)
     try:
-        if settings.task is Task.train and settings.trainer.devices > 1 and not distributed.already_distributed():
-            record = distributed.launch(settings.trainer.devices, tasks.train_worker, tasks.plain(settings), str(output))
-        elif settings.task is Task.train:
-            record = tasks.train(settings, output)
-        elif settings.task is Task.eval:
-            record = tasks.evaluate(settings, output)
+        if settings.task is not Task.train:
+            _save_job_config(config, output)
+            if settings.task is Task.eval:
+                record = tasks.evaluate(settings, output)
+            else:
+                print(f"samples: {tasks.sample(settings, output)}")
+                return
         else:
-            print(f"samples: {tasks.sample(settings, output)}")
-            return
+            with files.locked(output, held=distributed.is_launching_process()):
+                tasks.refuse_to_overwrite(settings, output)
+                _save_job_config(config, output)
+                if settings.trainer.devices > 1 and not distributed.already_distributed():
+                    record = distributed.launch(
+                        settings.trainer.devices, tasks.train_worker, tasks.plain(settings), str(output)
+                    )
+                else:
+                    record = tasks.train(settings, output)
+    except Stopped as error:
+        fail(str(error), error.exit_code)
+    except Diverged as error:
+        fail(f"{error}; {_after_divergence(error, settings.trainer.lr)}")
     except (DataError, RunError) as error:
         fail(str(error))
-    except ChildFailedError:
-        raise SystemExit(1) from None  # the failing process has printed its one-sentence error
+    except SignalException as error:  # the launcher was signalled; its first worker has said where it stopped
+        raise SystemExit(128 + error.sigval) from None
+    except ChildFailedError as error:
+        _worker_failed(error, settings.trainer.devices)
     if record is not None:
         print(summary(record))
+
+
+def _after_divergence(error, lr: float) -> str:
+    """A command that works after a divergence: this one with a tenth of the learning rate, continuing the last
+    good checkpoint when there is one (trainer.resume_from keeps the changed settings; trainer.resume would not)."""
+    kept = [item for item in HydraConfig.get().overrides.task if not item.startswith(("trainer.lr=", "trainer.resume"))]
+    command = ["python -m lrsflows", *kept, f"trainer.lr={lr / 10:g}"]
+    if error.last_path is None:
+        return f"start again with a lower learning rate: {' '.join(command)}"
+    command.append(f"trainer.resume_from={error.last_path}")
+    return f"continue it with a lower learning rate: {' '.join(command)}"
+
+
+def _stop_on_signals(task: Task) -> None:
+    """Outside the training loop (start-up, final evaluation, sampling) SIGTERM and SIGINT end the program at
+    once, as one sentence and exit 128 + the signal; the training loop installs its own, gentler handler."""
+    advice = (
+        "rerun the same command with trainer.resume=true to finish the run."
+        if task is Task.train
+        else "its results were not written; rerun the command."
+    )
+
+    def stop(number, frame):
+        raise Stopped(number, f"stopped by {signal_name(number)} before the {task.value} task finished; {advice}")
+
+    for number in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(number, stop)
+
+
+def _worker_failed(error, devices: int) -> NoReturn:
+    """A worker that exited with an error has printed its sentence; one killed by a signal could not."""
+    rank, failure = error.get_first_failure()
+    if failure.exitcode >= 0:
+        raise SystemExit(failure.exitcode or 1)
+    fail(
+        f"training process {rank} of {devices} was killed by {signal_name(-failure.exitcode)} and the others were "
+        "stopped; rerun the same command with trainer.resume=true to continue from checkpoints/last.pt."
+    )
+
+
+def _save_job_config(config: DictConfig, output: Path) -> None:
+    """What Hydra would write to <run dir>/.hydra: the job's config, Hydra's config and the command's overrides."""
+    from .train.files import write_atomically
+
+    hydra_config = HydraConfig.get()
+    for name, node in (("config.yaml", config), ("hydra.yaml", hydra_config), ("overrides.yaml", hydra_config.overrides.task)):
+        text = OmegaConf.to_yaml(node).encode()
+        write_atomically(output / ".hydra" / name, lambda handle, text=text: handle.write(text))
+
+
+def _remove_if_empty(folder: Path) -> None:
+    """A command refused before any work leaves no empty run dir behind (one that holds anything stays)."""
+    try:
+        folder.rmdir()
+    except OSError:
+        pass
 
 
 def summary(record: dict) -> str:

@@ -6,12 +6,12 @@ copy that is fine but re-pickled would pass it; this reads the same files (docs/
 
 from __future__ import annotations
 
-import pickle
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from . import pickles
 from .download import CIFAR10_ROOT, CIFAR10_TOP, download_command, refetch_advice
 from .errors import DataError
 
@@ -45,15 +45,19 @@ def read_cifar10(data_dir: Path) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def read_batch(path: Path, advice: str) -> torch.Tensor:
-    """One batch's images: each row of its `data` is the red, then green, then blue 32x32 plane, row-major."""
+    """One batch's images: each row of its `data` is the red, then green, then blue 32x32 plane, row-major.
+
+    A batch is a pickled dict, so it is unpickled resolving only numpy's array reconstruction (pickles.NUMPY_ARRAY):
+    a file placed in the data root that names anything else is refused, not run. latin1 decodes the official
+    batches' Python 2 str keys and array bytes unchanged; a re-pickled batch may have bytes keys instead.
+    """
     try:
-        with open(path, "rb") as handle:
-            # The only pickles we load: batch files the user placed in the data root, or ones unpacked from the
-            # archive whose MD5 we verified. latin1 decodes their Python 2 str keys and array bytes unchanged.
-            batch = pickle.load(handle, encoding="latin1")
+        batch = pickles.load(path, pickles.NUMPY_ARRAY, encoding="latin1")
+    except pickles.RefusedGlobal as error:
+        raise error.data_error(path, "CIFAR-10 batch", advice) from None
     except Exception as error:  # a damaged pickle fails with many different exception types
         raise DataError(f"{path} is not a readable CIFAR-10 batch ({type(error).__name__}: {error}); {advice}") from None
-    data = batch.get("data") if isinstance(batch, dict) else None
+    data = batch.get("data", batch.get(b"data")) if isinstance(batch, dict) else None
     if not isinstance(data, np.ndarray):
         raise DataError(f"{path} has no `data` array, so it is not a CIFAR-10 python batch; {advice}")
     if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != ROW_VALUES:

@@ -7,15 +7,19 @@ loader around them only finds, reads, validates and caches files.
 
 from __future__ import annotations
 
+import json
 import os
 import uuid
 import warnings
+from collections.abc import Callable
 from pathlib import Path
+from typing import BinaryIO
 
 import h5py
 import numpy as np
 import pandas as pd
 
+from . import pickles
 from .errors import DataError
 
 TABULAR = ("power", "gas", "hepmass", "miniboone", "bsds300")
@@ -40,6 +44,28 @@ HEPMASS_MAX_MINIMUM_REPEATS = 5
 BSDS300_FILES = ("BSDS300/BSDS300.hdf5", "bsds300/bsds300.hdf5")
 BSDS300_KEYS = ("train", "validation", "test")
 REDOWNLOAD = "delete it and re-download it with `make data`."
+CACHE_RECORD = "splits.json"
+# What a pickled DataFrame of numbers with named columns needs, as pandas 2 and pandas 3 write it (names checked
+# with pandas 2.2 / numpy 1.26 and pandas 3.1 / numpy 2.4): numpy arrays (protocol 5 adds _frombuffer), pandas'
+# frame, block manager and index classes, and builtins.slice for block placements.
+GAS_PICKLE_GLOBALS = pickles.NUMPY_ARRAY | {
+    ("numpy.core.numeric", "_frombuffer"),
+    ("numpy._core.numeric", "_frombuffer"),
+    ("builtins", "slice"),
+    ("__builtin__", "slice"),
+    ("pandas.core.frame", "DataFrame"),
+    ("pandas", "DataFrame"),
+    ("pandas.core.internals.managers", "BlockManager"),
+    ("pandas._libs.internals", "_unpickle_block"),
+    ("pandas.core.indexes.base", "_new_Index"),
+    ("pandas.core.indexes.base", "Index"),
+    ("pandas", "Index"),
+    ("pandas.core.indexes.range", "RangeIndex"),
+    ("pandas", "RangeIndex"),
+    ("pandas", "StringDtype"),
+    ("pandas.arrays", "StringArray"),
+    ("pandas._libs.arrays", "__pyx_unpickle_NDArrayBacked"),
+}
 
 Splits = tuple[np.ndarray, np.ndarray, np.ndarray]
 
@@ -175,59 +201,59 @@ SOURCES = {
 def missing_datasets(data_dir: str | Path) -> dict[str, str]:
     """Datasets whose files are absent from `data_dir`, each with the file(s) it needs: a check before long sweeps."""
     root = Path(data_dir).expanduser().absolute()
-    split_files = {name: tuple(f"{name}/{split}.npy" for split in SPLITS) for name in TABULAR if name != "bsds300"}
     missing = {}
     for name, alternatives in SOURCES.items():
-        candidates = alternatives + ((split_files[name],) if name in split_files else ())
-        if not any(all((root / path).is_file() for path in files) for files in candidates):
+        cached = name != "bsds300" and all((root / name / f"{split}.npy").is_file() for split in SPLITS)
+        if not cached and _raw_files(name, root) is None:
             missing[name] = " or ".join(" + ".join(files) for files in alternatives)
     return missing
 
 
 def _cached_or_preprocessed(name: str, folder: Path) -> Splits:
-    """NSF-layout split files when all three exist (our cache or NSF's own), else preprocess the raw files and cache."""
+    """The cached splits if they were made from the raw files now present, else preprocess, check and cache.
+
+    With no raw files at all the split files are used as they are: NSF's own, or our cache of a raw file
+    since deleted. A cache without the record beside it (an older version's) is rebuilt like a stale one.
+    """
     paths = [folder / f"{split}.npy" for split in SPLITS]
-    if all(path.is_file() for path in paths):
+    raw = _raw_files(name, folder.parent)
+    raw_stamps = None if raw is None else _stamps(raw)  # before reading, so a raw file replaced meanwhile is seen
+    if all(path.is_file() for path in paths) and (raw is None or _read_record(folder) == _record(raw_stamps, paths)):
         splits = tuple(_read_npy(path, FEATURES[name]) for path in paths)
         _check_published_sizes(name, splits, f"the split files {folder}/{{train,val,test}}.npy")
         return splits
-    splits, source = _PREPROCESSORS[name](folder)
+    if raw is None:
+        expected = next(path for path in SOURCES[name][-1] if not (folder.parent / path).is_file())
+        raise _missing(folder.parent / expected, name.upper())
+    with np.errstate(all="ignore"):  # a division by zero or an overflow shows up in the output, checked next
+        splits = _PREPROCESSORS[name](raw)
+    source = " and ".join(str(path) for path in raw)
+    _check_processed(splits, source)
     _check_features(name, splits, source)
-    _check_published_sizes(name, splits, str(source))
-    _write_cache(paths, splits)
+    _check_published_sizes(name, splits, source)
+    _write_cache(paths, splits, raw_stamps)
     return splits
 
 
-def _power(folder: Path) -> tuple[Splits, Path]:
-    path = _existing(folder / "data.npy", "POWER")
-    return preprocess_power(_read_npy(path, POWER_COLUMNS)), path
+def _raw_files(name: str, root: Path) -> tuple[Path, ...] | None:
+    """The first of `name`'s SOURCES alternatives whose files all exist under `root`, or None."""
+    alternatives = (tuple(root / path for path in files) for files in SOURCES[name])
+    return next((paths for paths in alternatives if all(path.is_file() for path in paths)), None)
 
 
-def _miniboone(folder: Path) -> tuple[Splits, Path]:
-    path = _existing(folder / "data.npy", "MINIBOONE")
-    return preprocess_miniboone(_read_npy(path, FEATURES["miniboone"])), path
-
-
-def _gas(folder: Path) -> tuple[Splits, Path]:
-    frame, path = _read_gas_frame(folder)
-    return preprocess_gas(frame), path
-
-
-def _hepmass(folder: Path) -> tuple[Splits, Path]:
-    train_path = _existing(folder / "1000_train.csv", "HEPMASS")
-    test_path = _existing(folder / "1000_test.csv", "HEPMASS")
+def _hepmass(raw: tuple[Path, ...]) -> Splits:
+    train_path, test_path = raw
     train = _read_csv(train_path, HEPMASS_TRAIN_COLUMNS, "label and 27 features")
     test = _read_csv(test_path, HEPMASS_TEST_COLUMNS, "label, 27 features and the test file's extra last column")
-    return preprocess_hepmass(train, test, f"{train_path} and {test_path}"), train_path
+    return preprocess_hepmass(train, test, f"{train_path} and {test_path}")
 
 
-_PREPROCESSORS = {"power": _power, "gas": _gas, "hepmass": _hepmass, "miniboone": _miniboone}
-
-
-def _existing(path: Path, label: str) -> Path:
-    if path.is_file():
-        return path
-    raise _missing(path, label)
+_PREPROCESSORS: dict[str, Callable[[tuple[Path, ...]], Splits]] = {
+    "power": lambda raw: preprocess_power(_read_npy(raw[0], POWER_COLUMNS)),
+    "gas": lambda raw: preprocess_gas(_read_gas_frame(raw[0])),
+    "hepmass": _hepmass,
+    "miniboone": lambda raw: preprocess_miniboone(_read_npy(raw[0], FEATURES["miniboone"])),
+}
 
 
 def _missing(path: Path, label: str, alternative: str = "") -> DataError:
@@ -266,13 +292,9 @@ def _read_csv(path: Path, columns: int, layout: str) -> pd.DataFrame:
     return frame
 
 
-def _read_gas_frame(folder: Path) -> tuple[pd.DataFrame, Path]:
-    """The GAS DataFrame from the converted ethylene_CO.npz if present, else from the user's pickle."""
-    converted, pickled = folder / "ethylene_CO.npz", folder / "ethylene_CO.pickle"
-    if converted.is_file():
-        frame, path = _read_gas_npz(converted), converted
-    else:
-        frame, path = _read_gas_pickle(_existing(pickled, "GAS")), pickled
+def _read_gas_frame(path: Path) -> pd.DataFrame:
+    """The GAS DataFrame from the converted ethylene_CO.npz or from the user's pickle (SOURCES prefers the npz)."""
+    frame = _read_gas_npz(path) if path.suffix == ".npz" else _read_gas_pickle(path)
     missing = [column for column in GAS_DROPPED if column not in frame.columns]
     if missing:
         raise DataError(f"{path} lacks the columns {missing} of the MAF GAS frame; {REDOWNLOAD}")
@@ -282,7 +304,7 @@ def _read_gas_frame(folder: Path) -> tuple[pd.DataFrame, Path]:
     except (ValueError, TypeError) as error:
         raise DataError(f"{path} holds non-numeric values ({error}); {REDOWNLOAD}") from None
     _require_finite(frame.to_numpy(), str(path))
-    return frame, path
+    return frame
 
 
 def _read_gas_npz(path: Path) -> pd.DataFrame:
@@ -298,41 +320,73 @@ def _read_gas_npz(path: Path) -> pd.DataFrame:
 
 
 def _read_gas_pickle(path: Path) -> pd.DataFrame:
-    """Unpickle the user's own GAS file (the only pickle we ever load); the 2017 one needs the converter."""
+    """The user's GAS pickle, unpickled resolving only GAS_PICKLE_GLOBALS; the 2017 one needs the converter.
+
+    A refused name outside pandas and numpy cannot come from any pandas version, so that file is called
+    possibly malicious and the converter, which unpickles without restriction, is not suggested for it.
+    """
     try:
-        frame = pd.read_pickle(path)
+        frame = pickles.load(path, GAS_PICKLE_GLOBALS)
+    except pickles.RefusedGlobal as error:
+        if error.name.startswith(("pandas.", "numpy.")):
+            reason = f"it names {error.name}, which no pandas 2 or 3 frame of numbers needs"
+            raise _gas_conversion_needed(path, reason) from None
+        raise error.data_error(path, "GAS DataFrame", REDOWNLOAD) from None
     except Exception as error:  # old-pandas pickles fail with many different exception types
-        raise DataError(
-            f"{path} cannot be read by pandas {pd.__version__} ({type(error).__name__}: {error}), most likely because "
-            "the MAF authors wrote it with the pandas of 2017; convert it once, from the repository root, in a "
-            "throwaway environment with Python 3.8-3.11: `python3 -m venv /tmp/gasconv && "
-            "/tmp/gasconv/bin/pip install 'pandas==1.5.3' 'numpy<2' && "
-            f"/tmp/gasconv/bin/python scripts/convert_gas_pickle.py {path}`, which writes "
-            f"{path.with_suffix('.npz')} that this loader then reads."
-        ) from None
+        raise _gas_conversion_needed(path, f"{type(error).__name__}: {error}") from None
     if not isinstance(frame, pd.DataFrame):
         raise DataError(f"{path} holds a {type(frame).__name__}, not the MAF GAS DataFrame; {REDOWNLOAD}")
     return frame
 
 
+def _gas_conversion_needed(path: Path, reason: str) -> DataError:
+    """The pickle is (most likely) MAF's 2017 one: how to convert it, with the MD5-checked copy the converter needs."""
+    return DataError(
+        f"{path} cannot be read with pandas {pd.__version__} ({reason}), most likely because the MAF authors wrote "
+        "it with the pandas of 2017; convert that file (only a copy from `make data`, which checks its MD5, because the "
+        "converter unpickles without restriction) once, from the repository root, in a throwaway environment with "
+        "Python 3.8-3.11: "
+        "`python3 -m venv /tmp/gasconv && /tmp/gasconv/bin/pip install 'pandas==1.5.3' 'numpy<2' && "
+        f"/tmp/gasconv/bin/python scripts/convert_gas_pickle.py {path}`, which writes {path.with_suffix('.npz')} "
+        "that this loader then reads."
+    )
+
+
 def _read_bsds300(root: Path) -> Splits:
     """BSDS300's three HDF5 datasets as they are (no preprocessing), under MAF's or NSF's file name."""
-    path = next((root / name for name in BSDS300_FILES if (root / name).is_file()), None)
-    if path is None:
+    raw = _raw_files("bsds300", root)
+    if raw is None:
         raise _missing(root / BSDS300_FILES[0], "BSDS300", f" (or NSF's spelling {root / BSDS300_FILES[1]})")
+    path = raw[0]
     try:
         with h5py.File(path, "r") as file:
-            splits = tuple(file[key].astype(np.float32)[()] for key in BSDS300_KEYS)
+            splits = tuple(_read_hdf5_table(file, key, path) for key in BSDS300_KEYS)
     except (OSError, KeyError, TypeError, ValueError) as error:
         raise DataError(
             f"{path} is not a readable HDF5 file with datasets train, validation and test ({error}); "
             f"{REDOWNLOAD}"
         ) from None
-    for key, split in zip(BSDS300_KEYS, splits):
-        _check_columns(split, FEATURES["bsds300"], f"{path} (dataset {key})")
-        _require_finite(split, f"{path} (dataset {key})")
     _check_published_sizes("bsds300", splits, str(path))
     return splits
+
+
+def _read_hdf5_table(file: h5py.File, key: str, path: Path) -> np.ndarray:
+    """Dataset `key` as float32, its kind, dtype and shape checked before anything is read."""
+    entry = file.get(key)
+    if not isinstance(entry, h5py.Dataset):
+        found = "no entry" if entry is None else f"a {type(entry).__name__.lower()}"  # a group, a datatype
+        raise DataError(
+            f"{path} has {found} named {key!r} where BSDS300's {key} dataset (a table of "
+            f"{FEATURES['bsds300']} numbers per row) is expected; {REDOWNLOAD}"
+        )
+    source = f"{path} (dataset {key})"
+    if entry.dtype.kind not in "fiu":
+        raise DataError(f"{source} holds {entry.dtype} values instead of numbers; {REDOWNLOAD}")
+    _check_columns(entry, FEATURES["bsds300"], source)
+    with np.errstate(over="ignore"):  # a value beyond float32's range becomes Inf, which _require_finite reports
+        table = entry[()].astype(np.float32)
+    _require_finite(table, source)
+    return table
 
 
 def _check_columns(table: np.ndarray | pd.DataFrame, expected: int, source: str) -> None:
@@ -354,7 +408,28 @@ def _require_finite(values: np.ndarray, source: str, row_word: str = "row", row_
         )
 
 
-def _check_features(name: str, splits: Splits, source: Path) -> None:
+def _check_processed(splits: Splits, source: str) -> None:
+    """Refuse, before caching, preprocessed splits no flow can fit: an empty split, NaN or Inf (a constant raw
+    column divided by its zero deviation, an overflowing mean), a column constant over the training rows."""
+    for split_name, split in zip(SPLITS, splits):
+        if split.shape[0] == 0:
+            raise DataError(f"preprocessing {source} leaves the {split_name} split empty (too few rows); {REDOWNLOAD}")
+        bad = np.flatnonzero(~np.isfinite(split).all(axis=0))
+        if bad.size:
+            raise DataError(
+                f"preprocessing {source} gives NaN or Inf values in column {bad[0]} of the {split_name} split (from "
+                f"a constant column, or values near 1e308 whose mean or variance overflows); {REDOWNLOAD}"
+            )
+    constant = np.flatnonzero(np.ptp(splits[0], axis=0) == 0)
+    if constant.size:
+        raise DataError(
+            f"preprocessing {source} gives column {constant[0]} the same value in every training row, which no "
+            f"density can fit (from a column constant over those rows, or a value near 1e308 whose square "
+            f"overflows the variance); {REDOWNLOAD}"
+        )
+
+
+def _check_features(name: str, splits: Splits, source: str) -> None:
     """GAS and HEPMASS keep a data-dependent number of columns; the MAF files give exactly FEATURES[name]."""
     got = splits[0].shape[1]
     if got != FEATURES[name]:
@@ -375,26 +450,54 @@ def _check_published_sizes(name: str, splits: Splits, source: str) -> None:
         )
 
 
-def _write_cache(paths: list[Path], splits: Splits) -> None:
-    """Save the splits in NSF's layout; a read-only or full disk only costs the cache, not the run.
+def _stamps(paths: tuple[Path, ...] | list[Path]) -> dict[str, list[int]]:
+    """Each file's [size, mtime_ns] by name: what the cache record compares.
 
-    Stored as float64 like NSF's save_splits, so our cache and NSF's split files are interchangeable
-    (the loader casts to float32 on reading either).
+    Size and modification time rather than a hash: they cost one stat, where hashing the raw files
+    (hundreds of MB for POWER and HEPMASS) would cost seconds on every run, about what the cache saves;
+    any download, copy or edit changes the time, as it does for make and Python's bytecode cache.
+    """
+    return {path.name: [path.stat().st_size, path.stat().st_mtime_ns] for path in paths}
+
+
+def _record(raw_stamps: dict[str, list[int]], paths: list[Path]) -> dict:
+    """What vouches for a cache: the stamps of the raw files it came from and of the split files as written."""
+    return {"raw": raw_stamps, "splits": _stamps(paths)}
+
+
+def _read_record(folder: Path) -> dict | None:
+    """The cache record in `folder`, or None when it is missing or unreadable (the cache is then rebuilt)."""
+    try:
+        return json.loads((folder / CACHE_RECORD).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _write_cache(paths: list[Path], splits: Splits, raw_stamps: dict[str, list[int]]) -> None:
+    """Save the splits in NSF's layout, then the record of where they came from; a read-only or full disk only
+    costs the cache, not the run.
+
+    Each file is replaced atomically and the record, written last, names the split files' own stamps too, so a
+    cache that a crash or another process left half-replaced does not match its record and is rebuilt. Stored as
+    float64 like NSF's save_splits, so our cache and NSF's split files are interchangeable (the loader casts to
+    float32 on reading either).
     """
     try:
         for path, split in zip(paths, splits):
-            _save_npy_atomically(path, split)
+            _write_atomically(path, lambda handle, split=split: np.save(handle, np.asarray(split, dtype=np.float64)))
+        record = json.dumps(_record(raw_stamps, paths)).encode()
+        _write_atomically(paths[0].parent / CACHE_RECORD, lambda handle: handle.write(record))
     except OSError as error:
         message = f"could not cache the processed splits in {paths[0].parent} ({error}); they will be recomputed next time."
         warnings.warn(message, stacklevel=3)
 
 
-def _save_npy_atomically(path: Path, array: np.ndarray) -> None:
+def _write_atomically(path: Path, write: Callable[[BinaryIO], object]) -> None:
     """Write to a temporary file in the same folder and rename, so no reader ever sees half a file."""
     temporary = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")  # umask permissions
     try:
         with open(temporary, "xb") as handle:
-            np.save(handle, np.asarray(array, dtype=np.float64))
+            write(handle)
         os.replace(temporary, path)
     except BaseException:
         temporary.unlink(missing_ok=True)

@@ -5,6 +5,7 @@ import weakref
 import torch
 
 from ..data.dequantization import dequantize
+from ..errors import RunError
 
 
 class TensorBatches:
@@ -17,7 +18,9 @@ class TensorBatches:
 
     def __init__(self, data: torch.Tensor, batch_size: int, seed: int, rank: int = 0, world_size: int = 1):
         if batch_size > len(data):
-            raise ValueError(f"batch size {batch_size} exceeds the {len(data)} training examples; lower trainer.batch_size.")
+            raise RunError(
+                f"trainer.batch_size={batch_size} exceeds the {len(data)} training examples; choose at most {len(data)}."
+            )
         self.data = data
         self.batch_size = batch_size
         self.share = slice(*_share(batch_size, rank, world_size))
@@ -57,7 +60,9 @@ class ImageBatches:
     def __init__(self, dataset, batch_size: int, device: torch.device, num_bits: int, num_workers: int,
                  shuffle: bool, flip: bool, seed: int, rank: int = 0, world_size: int = 1):  # fmt: skip
         if batch_size > len(dataset):
-            raise ValueError(f"batch size {batch_size} exceeds the {len(dataset)} training images; lower trainer.batch_size.")
+            raise RunError(
+                f"trainer.batch_size={batch_size} exceeds the {len(dataset)} training images; choose at most {len(dataset)}."
+            )
         self.dataset, self.batch_size, self.device = dataset, batch_size, device
         self.share = slice(*_share(batch_size, rank, world_size))
         self.num_bits, self.shuffle, self.flip, self.seed = num_bits, shuffle, flip, seed
@@ -154,6 +159,9 @@ def tensor_batches(data: torch.Tensor, batch_size: int, rank: int = 0, world_siz
 def _share(batch_size: int, rank: int, world_size: int) -> tuple[int, int]:
     """This process's contiguous part of a global batch."""
     if batch_size % world_size:
-        raise ValueError(f"trainer.batch_size={batch_size} must be divisible by the {world_size} processes.")
+        raise RunError(
+            f"trainer.batch_size={batch_size} does not split evenly over {world_size} processes; "
+            "choose a batch size divisible by the number of processes."
+        )
     size = batch_size // world_size
     return rank * size, (rank + 1) * size

@@ -31,6 +31,11 @@ def already_distributed() -> bool:
     return int(os.environ.get("WORLD_SIZE", os.environ.get("SLURM_NTASKS", "1"))) > 1
 
 
+def is_launching_process() -> bool:
+    """Whether this process speaks for the run: a single process, our launcher, or rank 0 of torchrun/SLURM."""
+    return int(os.environ.get("RANK", os.environ.get("SLURM_PROCID", "0"))) == 0
+
+
 def join(device_name: str) -> Process:
     """Join the process group that torchrun, `launch` or SLURM set up (if any) and pick this process's device."""
     if "WORLD_SIZE" not in os.environ and int(os.environ.get("SLURM_NTASKS", "1")) > 1:

@@ -1,8 +1,15 @@
-"""Files that appear whole or not at all: a crash or SIGKILL mid-write never leaves a torn checkpoint or result."""
+"""Files that appear whole or not at all, and run dirs one process at a time.
 
+A crash or SIGKILL mid-write never leaves a torn checkpoint or result; two processes writing the same file
+each use their own temporary file; two processes never train in one run dir at once.
+"""
+
+import fcntl
 import json
 import os
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
 
@@ -10,11 +17,12 @@ from ..errors import RunError
 
 
 def write_atomically(path: Path, write: Callable[[BinaryIO], None]) -> None:
-    """Write through `write` into a temporary file beside `path`, fsync, then rename it over `path`."""
-    temporary = path.with_name(f".{path.name}.tmp")
+    """Write through `write` into a temporary file of this process's own beside `path`, fsync, then rename it
+    over `path`."""
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        with open(temporary, "wb") as handle:
+        with open(temporary, "xb") as handle:
             write(handle)
             handle.flush()
             os.fsync(handle.fileno())
@@ -29,3 +37,28 @@ def write_atomically(path: Path, write: Callable[[BinaryIO], None]) -> None:
 
 def write_json(path: Path, record: dict) -> None:
     write_atomically(path, lambda handle: handle.write((json.dumps(record, indent=2) + "\n").encode()))
+
+
+@contextmanager
+def locked(folder: Path, held: bool = True) -> Iterator[None]:
+    """Hold an exclusive advisory lock on `folder` for the block (flock on the folder itself: nothing is written,
+    and the lock goes when the process does, even on SIGKILL). `held=False` skips it (a worker process whose
+    launcher holds it)."""
+    if not held:
+        yield
+        return
+    try:
+        descriptor = os.open(folder, os.O_RDONLY)
+    except OSError as error:
+        raise RunError(f"cannot open the run folder {folder} ({error.strerror or error}); fix its permissions or choose another paths.output_dir.") from error
+    try:
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise RunError(
+                f"another process is already running in {folder} (the same command started twice); "
+                "wait for it to finish or stop it, then rerun with trainer.resume=true if it did not finish."
+            ) from None
+        yield
+    finally:
+        os.close(descriptor)

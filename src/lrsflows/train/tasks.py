@@ -20,7 +20,7 @@ from ..data.dequantization import to_display
 from ..data.images import load_image_splits
 from ..data.splits import load_splits
 from ..data.errors import DataError
-from ..errors import RunError, fail
+from ..errors import RunError, Stopped, fail
 from ..flows import build_image_flow, build_tabular_flow
 from ..results.record import FAILURE_FILE, flatten, provenance
 from . import checkpoint, distributed
@@ -289,9 +289,14 @@ def train(config: Config, run_dir: Path) -> dict | None:
 
 
 def train_worker(config: dict, run_dir: str) -> dict | None:
-    """One process of `trainer.devices=N` (started by distributed.launch): errors as one sentence, exit 1."""
+    """One process of `trainer.devices=N` (started by distributed.launch): errors as one sentence, exit 1; a stop
+    by a signal reaches every process, so only the first says so, and all exit 128 + the signal's number."""
     try:
         return train(typed(Config, config), Path(run_dir))
+    except Stopped as error:
+        if not distributed.is_launching_process():
+            raise SystemExit(error.exit_code) from None
+        fail(str(error), error.exit_code)
     except (DataError, RunError) as error:
         fail(str(error))
 
@@ -303,22 +308,34 @@ def make_deterministic() -> None:
     torch.backends.cudnn.benchmark = False
 
 
-def _train(config: Config, run_dir: Path, process: Process) -> dict | None:
-    """Refuse to overwrite a run; otherwise train it, and leave failure.json behind if it fails (not if it is
-    interrupted: an interrupted run is unfinished and can be resumed)."""
+def refuse_to_overwrite(config: Config, run_dir: Path) -> None:
+    """A run dir that holds a run is continued only on request (trainer.resume=true) and only by the same
+    settings, never started over; checked before anything is written."""
     last_path = run_dir / "checkpoints" / "last.pt"
-    if last_path.exists() and not config.trainer.resume:
+    if not last_path.exists():
+        if config.trainer.resume_from is not None:
+            source = config.trainer.resume_from
+            checkpoint.ensure_same_run(source, checkpoint.load(source, checkpoint.RESUME), plain(config))
+        return
+    if not config.trainer.resume:
         raise RunError(
             f"{run_dir} already holds a run (checkpoints/last.pt); add trainer.resume=true to continue it, "
             "or remove that folder to start over."
         )
+    checkpoint.ensure_same_run(last_path, checkpoint.load(last_path, checkpoint.RESUME), plain(config))
+
+
+def _train(config: Config, run_dir: Path, process: Process) -> dict | None:
+    """Train, and leave failure.json behind if the run fails (not if it is interrupted: an interrupted run is
+    unfinished and can be resumed). The CLI has locked the run dir and checked it may be used."""
+    last_path = run_dir / "checkpoints" / "last.pt"
     failure_path = run_dir / FAILURE_FILE
     if process.is_main:
         failure_path.unlink(missing_ok=True)
     try:
         return _fit_and_score(config, run_dir, process, last_path)
     except Exception as error:
-        if process.is_main:
+        if process.is_main:  # a stop (Stopped, a BaseException) is not caught: that run is unfinished, not failed
             _record_failure(failure_path, error)
         raise
 
@@ -338,7 +355,9 @@ def _fit_and_score(config: Config, run_dir: Path, process: Process, last_path: P
     flow = build_flow(config.model, data, process.device)
     seed_everything(config.seed + process.rank)  # one model for all; each process its own noise and dropout
     checkpoint_dir = last_path.parent
-    state = checkpoint.load(last_path) if last_path.exists() else None
+    own = last_path.exists()
+    source = last_path if own else (Path(config.trainer.resume_from) if config.trainer.resume_from else None)
+    state = checkpoint.resumable(source, flow, plain(config)) if source is not None else None
     main = process.is_main
     if main and data.val_indices is not None:
         write_atomically(run_dir / "val_indices.npy", lambda handle: np.save(handle, data.val_indices))
@@ -356,9 +375,9 @@ def _fit_and_score(config: Config, run_dir: Path, process: Process, last_path: P
         image_dimension=math.prod(data.shape) if data.kind == DatasetKind.image else None,
     )
     if state is not None:
-        trainer.resume(state)
+        trainer.resume(state, other_run=None if own else source)
         if main:
-            print(f"resuming {run_dir} at step {trainer.step}")
+            print(f"resuming {run_dir} at step {trainer.step}" + ("" if own else f" from {source}"))
     try:
         trainer.fit()
         flow.load_state_dict(checkpoint.load(checkpoint_dir / "best.pt")["model"])
@@ -406,13 +425,16 @@ def _restore(config: Config) -> tuple[dict, torch.nn.Module, RunData, Process]:
     """The checkpoint named by ckpt=, its model (weights loaded, eval mode) and its dataset, in one process."""
     if config.ckpt is None:
         raise RunError(f"task={config.task.value} needs a checkpoint: add ckpt=<run dir>/checkpoints/best.pt.")
-    state = checkpoint.load(config.ckpt)
+    state = checkpoint.load(config.ckpt, checkpoint.EVALUATE)
     saved = state["config"]
     process = distributed.join(config.trainer.device)
-    trainer_settings = typed(TrainerConfig, saved["trainer"])
+    trainer_settings = checkpoint.saved_settings(config.ckpt, state, "trainer", lambda values: typed(TrainerConfig, values))
     trainer_settings.eval_batch_size = config.trainer.eval_batch_size
-    data = load_data(typed(DatasetConfig, saved["dataset"]), config.paths.data_dir, trainer_settings, saved["seed"], process)
-    flow = build_flow(saved_model_config(saved["model"]), data, process.device)
+    dataset = checkpoint.saved_settings(config.ckpt, state, "dataset", lambda values: typed(DatasetConfig, values))
+    model = checkpoint.saved_settings(config.ckpt, state, "model", saved_model_config)
+    data = load_data(dataset, config.paths.data_dir, trainer_settings, saved["seed"], process)
+    flow = build_flow(model, data, process.device)
+    checkpoint.ensure_fits(config.ckpt, state, flow, checkpoint.EVALUATE)
     flow.load_state_dict(state["model"])
     flow.eval()
     return state, flow, data, process

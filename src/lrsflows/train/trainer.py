@@ -12,7 +12,7 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from ..config import Precision, TrainerConfig
-from ..errors import RunError
+from ..errors import RunError, Stopped, signal_name
 from . import checkpoint, distributed
 from .distributed import Process
 from .evaluate import log_likelihoods
@@ -66,8 +66,12 @@ class Trainer:
         self.best_val, self.best_step = -math.inf, 0
         self.elapsed = 0.0
         self.stop_signal: int | None = None
+        self.resumed_from: Path | None = None  # another run's last.pt this one started from (trainer.resume_from)
 
-    def resume(self, state: dict) -> None:
+    def resume(self, state: dict, other_run: Path | None = None) -> None:
+        """Continue from a last.pt: this run's own (exactly where it stopped), or `other_run`'s (trainer.resume_from):
+        then this run's lr and max_steps take over the schedule from the saved step, and its best checkpoint is
+        chosen among its own validations."""
         if len(state["rng"]) != self.process.world_size:
             raise RunError(
                 f"{self.last_path} was written by {len(state['rng'])} process(es); resume it with "
@@ -81,6 +85,21 @@ class Trainer:
         checkpoint.set_rng_state(state["rng"][self.process.rank])
         self.step, self.best_val, self.best_step = state["step"], state["best_val"], state["best_step"]
         self.elapsed = state["elapsed"]
+        if other_run is not None:
+            self.resumed_from = other_run
+            self.best_val, self.best_step = -math.inf, 0
+            self._retarget_schedule()
+
+    def _retarget_schedule(self) -> None:
+        """The learning rate this run's settings give at the current step, as if they had held from step 0."""
+        lr, steps = self.settings.lr, self.settings.max_steps
+        now = lr * (1 + math.cos(math.pi * self.step / steps)) / 2 if self.settings.anneal_lr else lr
+        if self.settings.anneal_lr:
+            self.scheduler.T_max = steps
+        self.scheduler.base_lrs = [lr] * len(self.optimizer.param_groups)
+        for group in self.optimizer.param_groups:
+            group["initial_lr"], group["lr"] = lr, now
+        self.scheduler._last_lr = [now] * len(self.optimizer.param_groups)
 
     def fit(self) -> None:
         settings = self.settings
@@ -124,9 +143,10 @@ class Trainer:
                     self.elapsed = time.perf_counter() - started
                     self._save_last()
                 if stopping:
-                    raise RunError(
-                        f"stopped by {signal.Signals(self.stop_signal).name} at step {self.step}; {self.last_path} "
-                        "holds it — rerun the same command with trainer.resume=true to continue."
+                    raise Stopped(
+                        self.stop_signal,
+                        f"stopped by {signal_name(self.stop_signal)} at step {self.step}; {self.last_path} holds it — "
+                        "rerun the same command with trainer.resume=true to continue.",
                     )
         bar.close()
         self.elapsed = time.perf_counter() - started
@@ -148,11 +168,9 @@ class Trainer:
         # With fp16 the scaler skips steps whose scaled gradients overflow; otherwise a non-finite value is fatal.
         finite_gradient = torch.isfinite(grad_norm) or self.scaler.is_enabled()
         if not (torch.isfinite(loss) and finite_gradient):
-            raise RunError(
-                f"the training loss became {loss.item()} at step {self.step + 1} (gradient norm {grad_norm.item()}); "
-                f"nothing was updated, and {self.last_path} still holds the last good state — lower trainer.lr or "
-                "set trainer.grad_clip, then rerun with trainer.resume=true."
-            )
+            good = self.last_path if self.last_path.exists() else self.resumed_from
+            saved = checkpoint.load(good)["step"] if good is not None else None
+            raise Diverged(self.step + 1, loss.item(), grad_norm.item(), good, saved)
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.scheduler.step()
@@ -215,6 +233,19 @@ class Trainer:
         if anyone and self.stop_signal is None:
             self.stop_signal = signal.SIGTERM  # another process was signalled; torchrun signals them all
         return anyone
+
+
+class Diverged(RunError):
+    """A non-finite loss or gradient: nothing was updated at `step`; `last_path` holds `saved_step`, or is None
+    when no checkpoint was written yet. The CLI turns it into a sentence with a command that continues."""
+
+    def __init__(self, step: int, loss: float, grad_norm: float, last_path: Path | None, saved_step: int | None):
+        self.step, self.last_path, self.saved_step = step, last_path, saved_step
+        on_disk = f"{last_path} holds step {saved_step}" if last_path else "no checkpoint was written yet"
+        super().__init__(
+            f"the training loss became {loss} at step {step} (gradient norm {grad_norm}); nothing was updated at "
+            f"that step and {on_disk}"
+        )
 
 
 def adam(parameters, lr: float) -> torch.optim.Adam:
