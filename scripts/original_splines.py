@@ -3,13 +3,15 @@
 These functions reproduce what the original code computes, step by step, on our parameter layout,
 returning elementwise (outputs, logabsdet):
 
-- original_lrs, original_rq: the LRS fork of the Neural Spline Flows code (hmdolatabadi/LRS_NF,
-  REFERENCE 3.1, 3.2, 3.4): boolean-mask indexing of the elements inside the box, derivative logits
-  padded with log(exp(1 - min_derivative) - 1), bin search as sum(x >= knots) - 1 after nudging the
-  last knot by 1e-6, both LRS pieces evaluated everywhere and blended with float masks, the LRS
-  inverse in the expanded absolute-y form, and the RQ inverse with |b^2 - 4ac|.
+- original_lrs, original_rq: the LRS fork of the Neural Spline Flows code (hmdolatabadi/LRS_NF;
+  docs/method.md §Knots, §Rational-quadratic spline, §Linear rational spline): boolean-mask
+  indexing of the elements inside the box, derivative logits padded with log(exp(1 - min_derivative) - 1),
+  bin search as sum(x >= knots) - 1 after nudging the last knot by 1e-6, both LRS pieces evaluated
+  everywhere and blended with float masks, the LRS inverse in the expanded absolute-y form, and the RQ
+  inverse with |b^2 - 4ac|.
 - original_quadratic: Neural Spline Flows' quadratic spline (bayesiains/nsf,
-  nde/transforms/splines/quadratic.py, the code behind the published Q-NSF numbers; REFERENCE 3.3):
+  nde/transforms/splines/quadratic.py, the code behind the published Q-NSF numbers;
+  docs/method.md §Quadratic spline):
   the same mask indexing and nudged bin search, the box mapped to [0, 1], vertex values exp(v), the
   boundary constant with the end widths halved twice (boundary slopes below 1: 0.5-1, typically 0.85-0.94), and the
   inverse root (-b + sqrt(b^2 - 4ac)) / 2a. nflows 0.14's quadratic spline is not this function: it
@@ -18,7 +20,8 @@ returning elementwise (outputs, logabsdet):
 The library does not use them: the data-dependent mask indexing costs copies (and a device-host
 sync on GPU) and gives torch.compile data-dependent shapes, evaluating both LRS pieces doubles the
 arithmetic, the expanded LRS inverse (w_c - w_a) y + w_a y_a - w_c y_c cancels catastrophically
-in float32 when a bin is small relative to |y| (REFERENCE 3.5), giving Inf/NaN at large logits, and
+in float32 when a bin is small relative to |y| (docs/method.md §Linear rational spline), giving
+Inf/NaN at large logits, and
 the quadratic inverse's root cancels when a bin's density is nearly flat (a -> 0).
 lrsflows.splines writes the same maps with offsets from the bin's start instead.
 """
@@ -121,7 +124,7 @@ def _bin_geometry(inputs, width_logits, height_logits, derivative_logits, invers
 
 
 def _lrs_in_box(inputs, width_logits, height_logits, lambda_logits, derivative_logits, inverse, bound, minimums):
-    """REFERENCE 3.4.3 / 3.4.4 verbatim: both pieces computed, float masks, absolute y in the inverse."""
+    """docs/method.md §Linear rational spline as coded: both pieces computed, float masks, absolute y in the inverse."""
     in_bin = _bin_geometry(inputs, width_logits, height_logits, derivative_logits, inverse, bound, minimums)
     lam = _pick(LAMBDA_SCALE * torch.sigmoid(lambda_logits) + LAMBDA_OFFSET, in_bin.index)
     w_a = 1
@@ -156,7 +159,8 @@ def _lrs_in_box(inputs, width_logits, height_logits, lambda_logits, derivative_l
 
 
 def _rq_in_box(inputs, width_logits, height_logits, derivative_logits, inverse, bound, minimums):
-    """REFERENCE 3.2 verbatim, with the LRS fork's |b^2 - 4ac| (its >= 0 assertion is then vacuous)."""
+    """docs/method.md §Rational-quadratic spline as coded, with the LRS fork's |b^2 - 4ac| (its >= 0 assertion is
+    then vacuous)."""
     in_bin = _bin_geometry(inputs, width_logits, height_logits, derivative_logits, inverse, bound, minimums)
     slope, d_start, d_end = in_bin.slope, in_bin.d_start, in_bin.d_end
     curvature = d_start + d_end - 2 * slope

@@ -175,7 +175,7 @@ def test_paper_miniboone_preset_runs_on_a_data_root_with_only_data_npy(tmp_path)
     )
     record = json.loads((tmp_path / run_dir_of(completed) / "results.json").read_text())
     assert record["dataset"] == "miniboone" and record["num_test"] == 3_648 and record["steps"] == 200
-    assert record["num_parameters"] == 158_782  # REFERENCE 4.1 architecture with the NSF MINIBOONE settings
+    assert record["num_parameters"] == 158_782  # docs/architectures.md §Tabular and 2-D flows architecture with the NSF MINIBOONE settings
     assert record["kl_gap"] is None
 
 

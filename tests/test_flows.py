@@ -125,7 +125,7 @@ def test_uniform_base_flow_on_the_box():
 
 
 def tabular_parameter_count(features, family, arch, steps, hidden, blocks, bins):
-    """Closed form of REFERENCE 4.1: (S + 1) LU layers (D^2 + D each) and S conditioners."""
+    """Closed form of docs/architectures.md §Tabular and 2-D flows: (S + 1) LU layers (D^2 + D each) and S conditioners."""
     per_element = 2 if family == "affine" else num_params(family, bins)
     lu = features * features + features
     residual_blocks = blocks * 2 * (hidden * hidden + hidden)
@@ -141,8 +141,8 @@ def tabular_parameter_count(features, family, arch, steps, hidden, blocks, bins)
     return total
 
 
-# REFERENCE 8.4 (parameter counts) is absent from the shared docs; these figures follow from the
-# architecture of REFERENCE 4.1 with the paper's settings (results-paper.md) and are asserted both
+# No published parameter counts exist to compare with; these figures follow from the architecture of
+# docs/architectures.md §Tabular and 2-D flows with the paper's settings (docs/protocol.md) and are asserted both
 # as the closed form and as literals, so a change to either shows up here.
 TABULAR_SETTINGS = {
     "power": dict(features=6, steps=10, hidden=256, blocks=2, bins=8),
@@ -178,7 +178,7 @@ def test_tabular_parameter_counts(dataset, family, arch):
 
 
 def image_parameter_count(shape, family, levels, steps, hidden, blocks, bins, multi_scale=False):
-    """Closed form of REFERENCE 4.2 (batch norm in the conditioners, no unconditional map)."""
+    """Closed form of docs/architectures.md §Image flows (batch norm in the conditioners, no unconditional map)."""
     per_element = 2 if family == "affine" else num_params(family, bins)
     channels, total = shape[0], 0
     for level in range(levels):
@@ -197,7 +197,7 @@ CIFAR10_COUNTS = {"rq": 11_835_054, "lrs": 12_177_270, "affine": 11_065_068}  # 
 
 @pytest.mark.parametrize("family", sorted(CIFAR10_COUNTS))
 def test_cifar10_parameter_counts(family):
-    """The CIFAR-10 8-bit configuration of REFERENCE 6.4 (3 levels x 7 steps, 96 channels, 3 blocks, 4 bins)."""
+    """The CIFAR-10 8-bit configuration of docs/protocol.md §Hyper-parameters: images (3 levels x 7 steps, 96 channels, 3 blocks, 4 bins)."""
     settings = dict(levels=3, steps=7, hidden=96, blocks=3, bins=4)
     flow = build_image_flow(
         (3, 32, 32),
@@ -218,7 +218,7 @@ IMAGENET64_COUNTS = {"rq": 15_553_554, "lrs": 16_042_434, "affine": 14_270_244} 
 
 @pytest.mark.parametrize("family", sorted(IMAGENET64_COUNTS))
 def test_imagenet64_parameter_counts(family):
-    """The ImageNet64 8-bit configuration of REFERENCE 6.4 (4 multi-scale levels x 7 steps, 96 channels, 8 bins)."""
+    """The ImageNet64 8-bit configuration of docs/protocol.md §Hyper-parameters: images (4 multi-scale levels x 7 steps, 96 channels, 8 bins)."""
     settings = dict(levels=4, steps=7, hidden=96, blocks=3, bins=8, multi_scale=True)
     flow = build_image_flow(
         (3, 64, 64), family, num_levels=4, steps_per_level=7, hidden_channels=96, num_blocks=3, num_bins=8, multi_scale=True

@@ -1,6 +1,6 @@
 """The image readers and splits on files in the exact reference formats, written here, plus real CIFAR-10 and MNIST bytes.
 
-Fixtures follow docs/datasets.md §1.6–1.8 independently of the readers: CIFAR-10 batches are written
+Fixtures follow docs/datasets.md §Images independently of the readers: CIFAR-10 batches are written
 the way Python 2's cPickle wrote them, IDX headers are packed by hand, ImageNet PNGs by Pillow.
 """
 

@@ -1,6 +1,6 @@
 """Our splines against a re-implementation of the original code's formulation (scripts/original_splines.py).
 
-Agreement in float64 validates both at once: two independent codings of REFERENCE 3.2 / 3.3 / 3.4
+Agreement in float64 validates both at once: two independent codings of docs/method.md §Rational-quadratic spline; docs/method.md §Quadratic spline; docs/method.md §Linear rational spline
 that agree to 1e-9 on random splines are unlikely to share a bug. The float32 tests pin down why we
 rewrote the LRS inverse with offsets instead of the original's absolute-y expansion, and that our
 default `quadratic` family is NSF's quadratic spline to what float32 can resolve.

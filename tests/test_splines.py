@@ -124,7 +124,7 @@ def test_lrs_lambdas_and_interior_point():
 
 def test_quadratic_boundary_rule_choice():
     """`quadratic_c1`: boundary slope exactly 1 (C1 tails). `quadratic` (the default, NSF's code) keeps
-    NSF's constant, recomputed here from REFERENCE 3.3's transcription of that code: the end widths
+    NSF's constant, recomputed here from docs/method.md §Quadratic spline's transcription of that code: the end widths
     halved twice, so the boundary slope is below 1. Measured on these 2000 splines (K = 8, logits
     N(0, 1)): 0.537-0.997, quartiles 0.847 / 0.902 / 0.941; 0.8815 with every logit 0."""
     bins = 8

@@ -1,6 +1,6 @@
 """The MAF tabular loaders on small files in the exact reference formats, generated here, plus real MINIBOONE rows.
 
-Reference re-computations below are written straight from docs/datasets.md §1.1–1.5, independently
+Reference re-computations below are written straight from docs/datasets.md §Tabular, independently
 of lrsflows.data.tabular, so a shared mistake would have to be made twice.
 """
 
@@ -131,7 +131,7 @@ def make_bsds300(root, relative):
 
 
 def reference_power(raw, voltage_noise_first=True):
-    """datasets.md §1.1 step by step (voltage_noise_first=False: the draws in column order, for contrast)."""
+    """docs/datasets.md §Tabular step by step (voltage_noise_first=False: the draws in column order, for contrast)."""
     rng = np.random.RandomState(42)
     data = raw.copy()
     rng.shuffle(data)
@@ -253,7 +253,7 @@ def test_bad_raw_data_is_named_and_never_cached(tmp_path, damage, message):
 
 
 def reference_gas(frame):
-    """datasets.md §1.2 with NumPy: Pearson correlation, drop the first crowded column, recompute."""
+    """docs/datasets.md §Tabular with NumPy: Pearson correlation, drop the first crowded column, recompute."""
     data = frame.drop(columns=["Meth", "Eth", "Time"])
     names, values = list(data.columns), data.to_numpy()
     while True:
@@ -337,7 +337,7 @@ def test_converter_script_writes_the_npz_the_loader_reads(tmp_path):
 
 
 def reference_hepmass(train, test):
-    """datasets.md §1.3 on the raw tables (label first; the test file's last column is extra)."""
+    """docs/datasets.md §Tabular on the raw tables (label first; the test file's last column is extra)."""
     train = train[train[:, 0] == 1][:, 1:]
     test = test[test[:, 0] == 1][:, 1:-1]
     mean, std = train.mean(axis=0), train.std(axis=0, ddof=1)

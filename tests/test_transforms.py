@@ -80,7 +80,7 @@ def test_masks():
 
 
 def test_coupling_scales_only_bin_size_logits():
-    """1/sqrt(hidden) multiplies the width and height logits, not lambdas or derivatives (REFERENCE 3.1)."""
+    """1/sqrt(hidden) multiplies the width and height logits, not lambdas or derivatives (docs/method.md §Knots)."""
     layer = perturb_(coupling("lrs").double())
     identity = torch.randn(3, 2, dtype=torch.float64)
     params = layer._params(identity, None)

@@ -158,7 +158,8 @@ class ModelConfig:
     min_bin_width: float = fraction(1e-3)
     min_bin_height: float = fraction(1e-3)
     min_derivative: float = fraction(1e-3)
-    # Image flows (REFERENCE 4.2): levels of squeeze + steps x [ActNorm, 1x1 conv, coupling], conv conditioners.
+    # Image flows (docs/architectures.md §Image flows): levels of squeeze + steps x [ActNorm, 1x1 conv,
+    # coupling], conv conditioners.
     num_levels: int = count(3)
     steps_per_level: int = count(7)
     hidden_channels: int = count(96)

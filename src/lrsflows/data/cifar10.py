@@ -1,7 +1,7 @@
 """CIFAR-10, python version: the pickled batches of the Toronto archive, read without torchvision.
 
 torchvision's class checks every batch's MD5 when constructed, so neither small test fixtures nor a
-copy that is fine but re-pickled would pass it; this reads the same files (docs/datasets.md §1.6).
+copy that is fine but re-pickled would pass it; this reads the same files (docs/datasets.md §Images).
 """
 
 from __future__ import annotations

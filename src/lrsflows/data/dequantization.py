@@ -1,4 +1,4 @@
-"""Uniform dequantisation of images and its inverse for display (datasets.md §2, REFERENCE 5.3).
+"""Uniform dequantisation of images and its inverse for display (docs/protocol.md §Dequantisation).
 
 The model sees continuous values in [0, 2^num_bits): the integer pixel (reduced to num_bits) plus U[0, 1)
 noise, so bins have width 1 and −log p / (ln 2 · C·H·W) is directly the discrete bits/dim bound.

@@ -32,7 +32,7 @@ ARCHIVE_NAME = "data.tar.gz"
 ARCHIVE_TOP = "data"
 MAF_RETRY = "`make data`"
 
-# torchvision's archive and checksum; NSF/LRS read it under <data root>/cifar-10/ (docs/datasets.md §1.6).
+# torchvision's archive and checksum; NSF/LRS read it under <data root>/cifar-10/ (docs/datasets.md §Images).
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 CIFAR10_MD5 = "c58f30108f718f92721af3b95e74349a"
 CIFAR10_ARCHIVE = "cifar-10-python.tar.gz"

@@ -1,7 +1,7 @@
 """The image datasets as train / validation / test datasets of raw uint8 images, split as NSF and LRS do.
 
 Test is the official test set (ImageNet: Oord's "valid" set). Validation is a seeded random fraction
-of the official training set (docs/datasets.md §2); its indices are returned so a run can record them.
+of the official training set (docs/datasets.md §Images); its indices are returned so a run can record them.
 Readers: cifar10.py, mnist.py, imagenet.py; item types: image_datasets.py.
 """
 

@@ -1,4 +1,4 @@
-"""MNIST images from the IDX files (raw or gzip), read without torchvision (docs/datasets.md §1.8)."""
+"""MNIST images from the IDX files (raw or gzip), read without torchvision (docs/datasets.md §Images)."""
 
 from __future__ import annotations
 

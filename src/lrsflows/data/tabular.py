@@ -1,6 +1,6 @@
 """The five MAF tabular datasets: read the reference files, preprocess exactly as MAF/NSF, cache the splits.
 
-File layouts and recipes follow docs/datasets.md §1.0–1.5. Each preprocessing step is a pure
+File layouts and recipes follow docs/datasets.md §Tabular. Each preprocessing step is a pure
 function on arrays or frames, so tests can compare it with an independent re-computation; the
 loader around them only finds, reads, validates and caches files.
 """

@@ -1,4 +1,4 @@
-"""Glow-style image flows of the NSF/LRS image experiments (REFERENCE 4.2, 6.3, 6.4).
+"""Glow-style image flows of the NSF/LRS image experiments (docs/architectures.md §Image flows; docs/protocol.md §Hyper-parameters: images).
 
 The flow takes dequantised pixels in [0, 2^num_bits) and includes the preprocessing, so
 log_prob is the density in pixel units and bits/dim = -log_prob / (ln 2 * C * H * W).

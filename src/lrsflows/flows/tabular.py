@@ -1,4 +1,4 @@
-"""Tabular and 2-D flows (REFERENCE 4.1, 4.3): S x [permutation + LU, spline step] + a final linear layer."""
+"""Tabular and 2-D flows (docs/architectures.md §Tabular and 2-D flows): S x [permutation + LU, spline step] + a final linear layer."""
 
 from functools import partial
 

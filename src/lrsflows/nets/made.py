@@ -1,4 +1,4 @@
-"""Residual MADE (Germain et al. 2015) as NSF uses it: the conditioner of autoregressive flows (REFERENCE 2.2)."""
+"""Residual MADE (Germain et al. 2015) as NSF uses it: the conditioner of autoregressive flows (docs/architectures.md §Autoregressive layers)."""
 
 import torch
 from torch import nn

@@ -1,4 +1,4 @@
-"""Fully connected and convolutional residual conditioners (REFERENCE 4.1, 4.2), with the original init."""
+"""Fully connected and convolutional residual conditioners (docs/architectures.md §Tabular and 2-D flows; docs/architectures.md §Image flows), with the original init."""
 
 import torch
 from torch import nn

@@ -2,7 +2,7 @@
 
 Each bin [x_k, x_{k+1}] is split at x_m = x_k + lambda_k * w_k into two linear-rational pieces
 through (x_k, y_k), (x_m, y_c), (x_{k+1}, y_{k+1}) with weights w_a = 1, w_c, w_b = sqrt(d_k/d_{k+1})
-(REFERENCE 3.4). Both pieces are the same map on an interval of length L onto one of height H,
+(docs/method.md §Linear rational spline). Both pieces are the same map on an interval of length L onto one of height H,
 
     y - y_start = w_end * H * t / (w_start * (L - t) + w_end * t),
 

@@ -1,6 +1,6 @@
 """Quadratic spline (Q-NSF; Mueller et al. 2019): the CDF of a piecewise-linear density.
 
-REFERENCE 3.3. The vertex values v_k of the density are its derivatives at the knots. With linear
+docs/method.md §Quadratic spline. The vertex values v_k of the density are its derivatives at the knots. With linear
 tails the two boundary vertices share one constant, and two rules for it exist:
 
 - boundary="nsf" (family `quadratic`, the default): the Neural Spline Flows code's constant

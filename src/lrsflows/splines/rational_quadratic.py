@@ -1,6 +1,6 @@
 """Rational-quadratic spline (RQ-NSF; Durkan et al. 2019, after Gregory & Delbourgo 1982).
 
-REFERENCE 3.2, rewritten so that no step subtracts nearly equal numbers: the denominator
+docs/method.md §Rational-quadratic spline, rewritten so that no step subtracts nearly equal numbers: the denominator
 s + (d_k + d_{k+1} - 2s) xi (1 - xi) is evaluated as s (xi^2 + (1-xi)^2) + (d_k + d_{k+1}) xi (1-xi),
 and the inverse picks, by the sign of b, whichever root formula does not cancel.
 """

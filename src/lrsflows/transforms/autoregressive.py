@@ -1,4 +1,4 @@
-"""Masked autoregressive transform (REFERENCE 2.2): one MADE pass for density, D passes to invert."""
+"""Masked autoregressive transform (docs/architectures.md §Autoregressive layers): one MADE pass for density, D passes to invert."""
 
 from .base import Transform, sum_except_batch
 

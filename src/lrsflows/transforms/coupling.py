@@ -1,4 +1,4 @@
-"""Coupling layers (REFERENCE 2.1): half the features condition an element-wise map of the other half."""
+"""Coupling layers (docs/architectures.md §Coupling layers): half the features condition an element-wise map of the other half."""
 
 import math
 

@@ -1,4 +1,4 @@
-"""Linear mixing layers between flow steps: permutations and LU-parameterised maps (REFERENCE 2.3)."""
+"""Linear mixing layers between flow steps: permutations and LU-parameterised maps (docs/architectures.md §Linear layers)."""
 
 import math
 

@@ -1,4 +1,4 @@
-"""Normalising flow layers: ActNorm (Glow; REFERENCE 2.3) and BatchNorm (RealNVP/MAF), per channel (dim 1).
+"""Normalising flow layers: ActNorm (Glow; docs/architectures.md §Linear layers) and BatchNorm (RealNVP/MAF), per channel (dim 1).
 
 Both are per-channel affine maps y = x * exp(log_scale) + shift applied at every position of the
 further dims, so they work on [B, C] vectors and [B, C, H, W] images alike.

@@ -1,4 +1,4 @@
-"""Parameter-free transforms around the learnt steps of image flows (REFERENCE 4.2).
+"""Parameter-free transforms around the learnt steps of image flows (docs/architectures.md §Image flows).
 
 Squeeze and the multi-scale split rearrange pixels between levels, Flatten hands the result to a
 flat base density, and AffineScalar / Logit are the fixed preprocessing maps from pixel values to
