@@ -1,5 +1,5 @@
 """Bad input as a user meets it, each case a real subprocess: one `error:` sentence, a non-zero exit, no
-traceback, and nothing on disk changed or half-written (settings, concurrency, signals)."""
+traceback, and nothing on disk changed or half-written (settings, concurrency, signals, full and read-only disks)."""
 
 import json
 import os
@@ -11,21 +11,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from test_cli import TINY_2D, lrsflows, run_dir_of
+from test_cli import TINY_2D, lrsflows, run_dir_of, start
 
 TINY = [*TINY_2D, "dataset=checkerboard", "trainer.max_steps=20", "trainer.val_every=10"]
-
-
-def start(arguments: list[str], cwd: Path) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, "-m", "lrsflows", *arguments],
-        cwd=cwd,
-        env={**os.environ, "OMP_NUM_THREADS": "1"},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
 
 
 def assert_one_sentence(completed, exit_code: int = 1) -> str:
@@ -191,3 +181,120 @@ def test_a_divergence_says_what_is_on_disk_and_its_advice_is_a_command_that_cont
     assert "resuming" in completed.stdout and " from " in completed.stdout
     record = json.loads((tmp_path / run_dir_of(completed) / "results.json").read_text())
     assert record["steps"] == 40 and record["config"]["trainer"]["resume_from"] is not None
+
+
+@pytest.fixture
+def small_disk(tmp_path, request):
+    """A tmpfs of `kib` KiB (root only; the test is skipped where mounting is refused), unmounted afterwards."""
+
+    def mount(kib: int) -> Path:
+        disk = tmp_path / "disk"
+        disk.mkdir()
+        command = ["mount", "-t", "tmpfs", "-o", f"size={kib}k", "tmpfs", str(disk)]
+        mounted = subprocess.run(command, capture_output=True, text=True)
+        if mounted.returncode != 0:
+            pytest.skip(f"a small tmpfs to fill cannot be mounted here ({mounted.stderr.strip()}); it needs root")
+        request.addfinalizer(lambda: subprocess.run(["umount", "-l", str(disk)], check=False))
+        return disk
+
+    return mount
+
+
+def fill(disk: Path, leave_kib: int = 0) -> Path:
+    """Take all of `disk`'s free space but `leave_kib` KiB with one file."""
+    filler = disk / "filler"
+    free = os.statvfs(disk).f_bavail * os.statvfs(disk).f_frsize
+    filler.write_bytes(bytes(free - leave_kib * 1024))
+    return filler
+
+
+def remount(disk: Path, mode: str) -> None:
+    subprocess.run(["mount", "-o", f"remount,{mode}", str(disk)], check=True)
+
+
+def assert_nothing_half_written(folder: Path) -> None:
+    assert not list(folder.rglob("*.tmp")) and not list(folder.rglob("results.json")), sorted(folder.rglob("*"))
+    assert not list(folder.rglob("failure.json")), "a run the disk stopped is unfinished, not failed"
+
+
+@pytest.mark.parametrize(
+    "disk_state, sentence",
+    [
+        ("full", "/.hydra/config.yaml (No space left on device); free space or make the folder writable, then "
+                 "rerun the same command with trainer.resume=true to finish the run."),
+        ("ro", " (Read-only file system); choose a writable one with paths.output_dir=<folder>."),
+    ],
+    ids=["full", "read-only"],
+)
+def test_a_full_or_read_only_disk_at_the_start_is_one_sentence(disk_state, sentence, small_disk, tmp_path):
+    disk = small_disk(256)
+    if disk_state == "full":
+        fill(disk)
+    else:
+        remount(disk, "ro")
+    line = assert_one_sentence(lrsflows(*TINY, f"paths.output_dir={disk}/out", cwd=tmp_path, check=False))
+    assert line.endswith(sentence), line
+    assert_nothing_half_written(disk)
+
+
+@pytest.mark.parametrize(
+    "free_kib, unwritten",
+    # Measured on this TINY run: config 12 KiB, best.pt 20, last.pt 96 (at the last step), the picture 130,
+    # then TensorBoard's figure 120 and results.json.
+    [(64, "checkpoints/last.pt"), (180, "pictures/density_step0000020.png"), (300, "tensorboard")],
+    ids=["checkpoint", "picture", "tensorboard"],
+)
+def test_a_disk_filling_up_during_training_is_one_sentence_naming_the_file(free_kib, unwritten, small_disk, tmp_path):
+    disk = small_disk(1024)
+    fill(disk, leave_kib=free_kib)
+    line = assert_one_sentence(lrsflows(*TINY, f"paths.output_dir={disk}/out", cwd=tmp_path, check=False))
+    run = next(disk.rglob(".hydra")).parent
+    assert f"could not write {run}/{unwritten} (No space left on device)" in line, line
+    assert line.endswith("then rerun the same command with trainer.resume=true to finish the run."), line
+    assert_nothing_half_written(disk)
+
+
+def test_a_resumed_run_whose_disk_fills_again_or_turns_read_only_resumes_once_freed(small_disk, tmp_path):
+    """The disk fills up (at step 40's checkpoint), fills up again after the resume from step 20, then turns
+    read-only: each is one sentence, and once there is room the run finishes with every TensorBoard step written
+    once (none lost, none doubled)."""
+    disk = small_disk(1024)
+    settings = [*TINY, "trainer.max_steps=40", "trainer.checkpoint_every=20", f"paths.output_dir={disk}/out"]
+    lines = []
+    for resume, state in (([], "full"), (["trainer.resume=true"], "full"), (["trainer.resume=true"], "ro")):
+        (disk / "filler").unlink(missing_ok=True)
+        if state == "full":
+            fill(disk, leave_kib=180)
+        else:
+            remount(disk, "ro")
+        lines.append(assert_one_sentence(lrsflows(*settings, *resume, cwd=tmp_path, check=False)))
+        assert_nothing_half_written(disk)
+    assert [line.split(" (")[1].split(")")[0] for line in lines] == [
+        "No space left on device", "No space left on device", "Read-only file system"
+    ], lines
+    assert all(line.endswith("rerun the same command with trainer.resume=true to finish the run.") for line in lines)
+    remount(disk, "rw")
+    run = run_dir_of(lrsflows(*settings, "trainer.resume=true", cwd=tmp_path))
+    assert json.loads((run / "results.json").read_text())["steps"] == 40
+    events = EventAccumulator(str(run / "tensorboard"), size_guidance={"scalars": 0}).Reload()
+    assert [event.step for event in events.Scalars("train/loss")] == [10, 20, 30, 40]
+
+
+@pytest.fixture(scope="module")
+def tiny_checkpoint(tmp_path_factory) -> Path:
+    work = tmp_path_factory.mktemp("checkpoint")
+    return work / run_dir_of(lrsflows(*TINY, cwd=work)) / "checkpoints" / "best.pt"
+
+
+@pytest.mark.parametrize("task", ["eval", "sample"])
+def test_eval_or_sample_into_a_full_folder_is_one_sentence_saying_rerun(task, tiny_checkpoint, small_disk, tmp_path):
+    """eval is refused at its first file; sample (10000 samples: 80 KiB) after its config files."""
+    disk = small_disk(64)
+    if task == "eval":
+        fill(disk)
+    overrides = [f"task={task}", f"ckpt={tiny_checkpoint}", f"paths.output_dir={disk}"]
+    line = assert_one_sentence(lrsflows(*overrides, cwd=tmp_path, check=False))
+    unwritten = ".hydra/config.yaml" if task == "eval" else "samples.npy"
+    assert f"could not write {disk}/{task}/" in line and f"/{unwritten} (" in line, line
+    assert line.endswith("free space or make the folder writable, then rerun the command."), line
+    assert_nothing_half_written(disk)

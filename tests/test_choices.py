@@ -259,7 +259,7 @@ class Recorder:
     def figure(self, *args, **kwargs):
         pass
 
-    image = hparams = close = figure
+    image = hparams = close = flush = figure
 
 
 def train_two_steps(config: schema.Config, checkpoints: dict[str, int]) -> None:

@@ -33,16 +33,30 @@ TINY_2D = [
 ]
 
 
+def environment(extra: dict | None = None) -> dict:
+    """A user's environment for the CLI: one thread, no data root but the one a test passes."""
+    inherited = {key: value for key, value in os.environ.items() if key != "LRSFLOWS_DATA_DIR"}
+    return {**inherited, "OMP_NUM_THREADS": "1", **(extra or {})}
+
+
 def lrsflows(*overrides: str, cwd: Path, env: dict | None = None, check: bool = True) -> subprocess.CompletedProcess:
     """`python -m lrsflows ...` in `cwd` with one thread, as a user would run it."""
-    inherited = {key: value for key, value in os.environ.items() if key != "LRSFLOWS_DATA_DIR"}
-    environment = {**inherited, "OMP_NUM_THREADS": "1", **(env or {})}
     completed = subprocess.run(
-        [sys.executable, "-m", "lrsflows", *overrides], cwd=cwd, env=environment, capture_output=True, text=True, timeout=300
-    )
+        [sys.executable, "-m", "lrsflows", *overrides], cwd=cwd, env=environment(env), capture_output=True, text=True,
+        timeout=300,
+    )  # fmt: skip
     if check and completed.returncode != 0:
         raise AssertionError(f"lrsflows {' '.join(overrides)} failed:\n{completed.stdout}\n{completed.stderr}")
     return completed
+
+
+def start(arguments: list[str], cwd: Path) -> subprocess.Popen:
+    """`python -m lrsflows ...` started in the background (output captured), in its own process group so a signal
+    to the group reaches a launcher's workers too."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "lrsflows", *arguments], cwd=cwd, env=environment(), stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True, start_new_session=True,
+    )  # fmt: skip
 
 
 def run_dir_of(completed: subprocess.CompletedProcess) -> Path:

@@ -15,7 +15,8 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from lrsflows.flows import build_tabular_flow
 from lrsflows.train import distributed
 from lrsflows.transforms.normalization import ActNorm
-from test_cli import TINY_2D, lrsflows, run_dir_of
+from test_bad_input import assert_one_sentence
+from test_cli import TINY_2D, lrsflows, run_dir_of, start
 
 # Evaluation batches of 256 split validation and test over the processes.
 SMALL_RUN = [*TINY_2D, "dataset=crescent", "trainer.log_every=1", "trainer.val_every=10", "trainer.eval_batch_size=256"]
@@ -46,18 +47,6 @@ def test_two_processes_train_like_one_with_the_same_global_batch(tmp_path):
     assert len(list(tmp_path.rglob("results.json"))) == 2
 
 
-def start(settings: list[str], cwd: Path) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, "-m", "lrsflows", *settings],
-        cwd=cwd,
-        env={**os.environ, "OMP_NUM_THREADS": "1"},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,  # its own process group, so a kill reaches the launcher's children too
-    )
-
-
 def wait_for(path: Path, seconds: float = 120) -> None:
     deadline = time.monotonic() + seconds
     while not path.exists() and time.monotonic() < deadline:
@@ -65,23 +54,77 @@ def wait_for(path: Path, seconds: float = 120) -> None:
     assert path.exists(), f"{path} never appeared"
 
 
-def test_a_killed_data_parallel_run_resumes_to_the_uninterrupted_result(tmp_path):
-    settings = [*SMALL_RUN, "trainer.max_steps=300", "trainer.checkpoint_every=20", "trainer.devices=2"]
-    (tmp_path / "whole").mkdir()
-    (tmp_path / "killed").mkdir()
-    whole = tmp_path / "whole" / run_dir_of(lrsflows(*settings, cwd=tmp_path / "whole"))
-    run = tmp_path / "killed" / whole.relative_to(tmp_path / "whole")
-    process = start(settings, tmp_path / "killed")
+INTERRUPTED = [*SMALL_RUN, "trainer.max_steps=300", "trainer.checkpoint_every=20", "trainer.devices=2"]
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory) -> Path:
+    work = tmp_path_factory.mktemp("whole")
+    return work / run_dir_of(lrsflows(*INTERRUPTED, cwd=work))
+
+
+@pytest.mark.parametrize("how", ["SIGKILL to every process", "SIGTERM to the launcher"])
+def test_an_interrupted_data_parallel_run_resumes_to_the_uninterrupted_result(how, uninterrupted, tmp_path):
+    """Killed outright, or stopped by SIGTERM to the launcher that started the workers (one sentence, exit 143):
+    trainer.resume=true continues from last.pt to exactly the uninterrupted run's model and result."""
+    run = tmp_path / uninterrupted.relative_to(uninterrupted.parents[4])  # outputs/runs/<dataset>/<model>/<name>
+    process = start(INTERRUPTED, tmp_path)
     wait_for(run / "checkpoints" / "last.pt")
     time.sleep(0.5)
-    os.killpg(process.pid, signal.SIGKILL)
-    process.wait()
+    if how == "SIGKILL to every process":
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+    else:
+        process.send_signal(signal.SIGTERM)
+        line = only_sentence(finished(process), 128 + signal.SIGTERM)
+        assert "stopped by SIGTERM" in line and "trainer.resume=true" in line, line
     assert 0 < torch.load(run / "checkpoints" / "last.pt", weights_only=True)["step"] < 300
-    assert not (run / "results.json").exists()
-    lrsflows(*settings, "trainer.resume=true", cwd=tmp_path / "killed")
-    for name, tensor in final_parameters(whole).items():
+    assert not (run / "results.json").exists() and not (run / "failure.json").exists()
+    lrsflows(*INTERRUPTED, "trainer.resume=true", cwd=tmp_path)
+    for name, tensor in final_parameters(uninterrupted).items():
         assert torch.equal(tensor, final_parameters(run)[name]), name
-    assert json.loads((run / "results.json").read_text())["value"] == json.loads((whole / "results.json").read_text())["value"]
+    resumed, whole = (json.loads((folder / "results.json").read_text()) for folder in (run, uninterrupted))
+    assert resumed["value"] == whole["value"]
+
+
+def test_a_worker_killed_by_sigkill_is_one_sentence_naming_its_rank_and_the_other_stops(tmp_path):
+    """A killed worker cannot speak for itself and breaks the group for the other, whose error must not hide it."""
+    process = start([*INTERRUPTED, "trainer.max_steps=100000"], tmp_path)
+    try:
+        deadline = time.monotonic() + 120
+        while not list(tmp_path.rglob("last.pt")):
+            assert time.monotonic() < deadline, "no checkpoint was written"
+            time.sleep(0.02)
+        # The launcher's children: the resource tracker and the workers, started in rank order.
+        workers = sorted(
+            int(pid)
+            for pid in Path(f"/proc/{process.pid}/task/{process.pid}/children").read_text().split()
+            if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()
+        )
+        assert len(workers) == 2, workers
+        os.kill(workers[1], signal.SIGKILL)
+        killed = time.monotonic()
+        line = only_sentence(finished(process))
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    assert time.monotonic() - killed < 15
+    assert line.startswith("error: training process 1 of 2 was killed by SIGKILL"), line
+    assert not Path(f"/proc/{workers[0]}").exists(), "the other worker outlived the launcher"
+    assert not list(tmp_path.rglob("failure.json")), "a run stopped by a killed process is unfinished, not failed"
+
+
+def finished(process: subprocess.Popen) -> subprocess.CompletedProcess:
+    stdout, stderr = process.communicate(timeout=60)
+    return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
+
+
+def only_sentence(completed: subprocess.CompletedProcess, exit_code: int = 1) -> str:
+    """The one `error:` sentence, and nothing else on stderr: no log lines or warnings of torch's launcher."""
+    line = assert_one_sentence(completed, exit_code)
+    assert completed.stderr.strip() == line, completed.stderr
+    return line
 
 
 def test_sigterm_writes_a_loadable_last_checkpoint_and_the_same_command_resumes(tmp_path):

@@ -2,7 +2,6 @@
 
 import hashlib
 import os
-import signal
 from datetime import datetime
 from pathlib import Path
 from typing import NoReturn
@@ -14,7 +13,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from .config import ConfigError, Task, check_known_keys, register_schema, validate
 from .data.errors import DataError
-from .errors import RunError, Stopped, fail, signal_name
+from .errors import RunError, Stopped, WriteError, fail, signal_name, stop_on_signals, stopped
 
 CONFIG_DIR = str(Path(__file__).resolve().parents[2] / "conf")
 MAX_SUFFIX = 160  # file names stop at 255 bytes
@@ -75,7 +74,7 @@ def main(config: DictConfig) -> None:
     so a refused command changes nothing on disk.
     """
     output = Path(HydraConfig.get().runtime.output_dir)
-    _stop_on_signals(Task(config.task))
+    stop_on_signals(Task(config.task).value)
     try:
         check_known_keys(OmegaConf.to_container(config, resolve=False))
         settings = OmegaConf.to_object(config)
@@ -112,10 +111,12 @@ def main(config: DictConfig) -> None:
         fail(str(error), error.exit_code)
     except Diverged as error:
         fail(f"{error}; {_after_divergence(error, settings.trainer.lr)}")
+    except WriteError as error:
+        fail(error.advice(training=settings.task is Task.train))
     except (DataError, RunError) as error:
         fail(str(error))
-    except SignalException as error:  # the launcher was signalled; its first worker has said where it stopped
-        raise SystemExit(128 + error.sigval) from None
+    except SignalException as error:  # the launcher was signalled and has stopped its workers, who say nothing
+        _say_stopped(error.sigval)
     except ChildFailedError as error:
         _worker_failed(error, settings.trainer.devices)
     if record is not None:
@@ -133,31 +134,24 @@ def _after_divergence(error, lr: float) -> str:
     return f"continue it with a lower learning rate: {' '.join(command)}"
 
 
-def _stop_on_signals(task: Task) -> None:
-    """Outside the training loop (start-up, final evaluation, sampling) SIGTERM and SIGINT end the program at
-    once, as one sentence and exit 128 + the signal; the training loop installs its own, gentler handler."""
-    advice = (
-        "rerun the same command with trainer.resume=true to finish the run."
-        if task is Task.train
-        else "its results were not written; rerun the command."
-    )
-
-    def stop(number, frame):
-        raise Stopped(number, f"stopped by {signal_name(number)} before the {task.value} task finished; {advice}")
-
-    for number in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(number, stop)
-
-
 def _worker_failed(error, devices: int) -> NoReturn:
-    """A worker that exited with an error has printed its sentence; one killed by a signal could not."""
+    """A worker that exited with an error has printed its sentence; one killed by a signal could not, and one
+    stopped by a signal (all were) leaves it to the launcher."""
     rank, failure = error.get_first_failure()
+    if failure.exitcode > 128:
+        _say_stopped(failure.exitcode - 128)
     if failure.exitcode >= 0:
         raise SystemExit(failure.exitcode or 1)
     fail(
         f"training process {rank} of {devices} was killed by {signal_name(-failure.exitcode)} and the others were "
         "stopped; rerun the same command with trainer.resume=true to continue from checkpoints/last.pt."
     )
+
+
+def _say_stopped(number: int) -> NoReturn:
+    """A data-parallel run stopped by a signal: training processes save last.pt first when they can."""
+    stop = stopped(number, Task.train.value)
+    fail(str(stop), stop.exit_code)
 
 
 def _save_job_config(config: DictConfig, output: Path) -> None:

@@ -9,6 +9,23 @@ class RunError(Exception):
     """A run cannot go on (bad checkpoint, diverged loss, unwritable output); the CLI prints it and exits 1."""
 
 
+# What ends the advice when a training run was cut short: it goes on from its checkpoints.
+RESUME = "rerun the same command with trainer.resume=true to finish the run"
+
+
+class WriteError(RunError):
+    """A run's file could not be written (a full disk, a read-only or unwritable folder). What to do next depends
+    on the task: a training run resumes from its checkpoints (the same command without trainer.resume=true would
+    refuse its run dir), eval and sample start again; str() is the latter, `advice(training=True)` the former."""
+
+    def __init__(self, path, error: OSError):
+        self.problem = f"could not write {path} ({error.strerror or error}); free space or make the folder writable"
+        super().__init__(self.advice(training=False))
+
+    def advice(self, training: bool) -> str:
+        return f"{self.problem}, then {RESUME if training else 'rerun the command'}."
+
+
 class Stopped(BaseException):
     """SIGTERM or SIGINT ended the program; it exits 128 + the signal's number (143, 130), as a shell reports it.
 
@@ -22,6 +39,23 @@ class Stopped(BaseException):
 
 def signal_name(number: int) -> str:
     return signal.Signals(number).name
+
+
+def stopped(number: int, task: str) -> Stopped:
+    """The stop by signal `number` of a `task` that had not finished, with what to do about it."""
+    advice = f"{RESUME}." if task == "train" else "its results were not written; rerun the command."
+    return Stopped(number, f"stopped by {signal_name(number)} before the {task} task finished; {advice}")
+
+
+def stop_on_signals(task: str) -> None:
+    """Outside the training loop (start-up, final evaluation, sampling) SIGTERM and SIGINT end the program at
+    once, as one sentence and exit 128 + the signal; the training loop installs its own, gentler handler."""
+
+    def stop(number, frame):
+        raise stopped(number, task)
+
+    for number in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(number, stop)
 
 
 def fail(message: str, exit_code: int = 1) -> NoReturn:

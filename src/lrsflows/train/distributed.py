@@ -4,13 +4,20 @@
 machinery behind torchrun); under `torchrun` the processes already exist. NCCL joins GPUs, gloo CPUs.
 """
 
+import logging
 import os
 import socket
+import time
 from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
 from torch.distributed.launcher.api import LaunchConfig, elastic_launch
+
+from ..errors import Stopped
+
+# How long a process whose group broke waits for the launcher to notice the dead one (it polls every 0.5 s).
+LAUNCHER_NOTICES_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -97,8 +104,19 @@ def mean(value: torch.Tensor, process: Process) -> torch.Tensor:
     return value
 
 
+def wait_to_be_stopped() -> None:
+    """In one of several processes, after an error that is no user's: when another process died, the group broke
+    (which is what failed here) and the launcher is about to stop this process and name the dead one, so end
+    silently when it does; otherwise return after a few seconds and let the error be reported as it is."""
+    try:
+        time.sleep(LAUNCHER_NOTICES_S)
+    except Stopped as stop:
+        raise SystemExit(stop.exit_code) from None
+
+
 def launch(num_processes: int, function, *args):
     """Run function(*args) in `num_processes` local processes joined into one group; rank 0's return value."""
+    _quiet_launch()
     config = LaunchConfig(
         min_nodes=1,
         max_nodes=1,
@@ -111,6 +129,18 @@ def launch(num_processes: int, function, *args):
         start_method="spawn",
     )
     return elastic_launch(config, function)(*args)[0]
+
+
+def _quiet_launch() -> None:
+    """The CLI reports a worker's failure or a stop in one sentence, so torch's own log lines about it (a logged
+    traceback among them) are silenced, and so is the resource tracker's warning about the semaphores of a worker
+    killed by a signal (it releases them)."""
+    for name in ("torch.distributed.elastic", "torch.multiprocessing"):
+        logging.getLogger(name).handlers = [logging.NullHandler()]
+        logging.getLogger(name).propagate = False
+    ignore, warnings = "ignore:resource_tracker:UserWarning", os.environ.get("PYTHONWARNINGS", "")
+    if ignore not in warnings:
+        os.environ["PYTHONWARNINGS"] = f"{warnings},{ignore}" if warnings else ignore
 
 
 def _free_port() -> int:

@@ -13,12 +13,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
 
-from ..errors import RunError
+from ..errors import RunError, WriteError
 
 
 def write_atomically(path: Path, write: Callable[[BinaryIO], None]) -> None:
     """Write through `write` into a temporary file of this process's own beside `path`, fsync, then rename it
-    over `path`."""
+    over `path`; a failure (full disk, read-only folder) is a WriteError naming `path`."""
     temporary = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -27,12 +27,23 @@ def write_atomically(path: Path, write: Callable[[BinaryIO], None]) -> None:
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(temporary, path)
-    except OSError as error:
-        temporary.unlink(missing_ok=True)
-        raise RunError(
-            f"could not write {path} ({error.strerror or error}); free space or fix the folder's permissions, "
-            "then rerun the same command with trainer.resume=true."
-        ) from error
+    except BaseException as error:
+        try:
+            temporary.unlink(missing_ok=True)
+        except OSError:  # a read-only folder, where it was never created
+            pass
+        cause = _os_error(error)
+        if cause is None:
+            raise
+        raise WriteError(path, cause) from error
+
+
+def _os_error(error: BaseException | None) -> OSError | None:
+    """The OSError behind `error`: itself, or one it was raised while handling (torch.save's zip writer, closing
+    after a full disk's OSError, raises a RuntimeError about its file position instead)."""
+    while error is not None and not isinstance(error, OSError):
+        error = error.__context__
+    return error
 
 
 def write_json(path: Path, record: dict) -> None:

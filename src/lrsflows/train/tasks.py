@@ -20,7 +20,7 @@ from ..data.dequantization import to_display
 from ..data.images import load_image_splits
 from ..data.splits import load_splits
 from ..data.errors import DataError
-from ..errors import RunError, Stopped, fail
+from ..errors import RunError, Stopped, WriteError, fail
 from ..flows import build_image_flow, build_tabular_flow
 from ..results.record import FAILURE_FILE, flatten, provenance
 from . import checkpoint, distributed
@@ -146,7 +146,7 @@ def _image_data(dataset: DatasetConfig, data_dir: str, trainer: TrainerConfig, s
 
 
 def build_flow(model: ModelConfig, data: RunData, device: torch.device) -> torch.nn.Module:
-    """The paper's tabular/2-D flow (REFERENCE 4.1, 4.3) or its Glow-style image flow (REFERENCE 4.2), on
+    """The paper's tabular/2-D flow or its Glow-style image flow (docs/architectures.md), on
     `device` in the data's floating type."""
     return _architecture(model, data).to(device, data.dtype)
 
@@ -175,7 +175,7 @@ def _architecture(model: ModelConfig, data: RunData) -> torch.nn.Module:
             **shared,
         )
     if model.arch != Arch.coupling:
-        raise RunError("image flows are coupling flows (REFERENCE 4.2); use model.arch=coupling.")
+        raise RunError("image flows are coupling flows (as in the LRS and NSF image experiments); use model.arch=coupling.")
     return build_image_flow(
         data.shape,
         model.family.value,
@@ -289,14 +289,15 @@ def train(config: Config, run_dir: Path) -> dict | None:
 
 
 def train_worker(config: dict, run_dir: str) -> dict | None:
-    """One process of `trainer.devices=N` (started by distributed.launch): errors as one sentence, exit 1; a stop
-    by a signal reaches every process, so only the first says so, and all exit 128 + the signal's number."""
+    """One process of `trainer.devices=N` (started by distributed.launch): errors as one sentence, exit 1. A stop
+    by a signal reaches every process (the launcher passes it on) and may come before this function runs or
+    after it returns, so the launcher says so, and the processes exit 128 + the signal's number in silence."""
     try:
         return train(typed(Config, config), Path(run_dir))
     except Stopped as error:
-        if not distributed.is_launching_process():
-            raise SystemExit(error.exit_code) from None
-        fail(str(error), error.exit_code)
+        raise SystemExit(error.exit_code) from None
+    except WriteError as error:
+        fail(error.advice(training=True))
     except (DataError, RunError) as error:
         fail(str(error))
 
@@ -327,7 +328,8 @@ def refuse_to_overwrite(config: Config, run_dir: Path) -> None:
 
 def _train(config: Config, run_dir: Path, process: Process) -> dict | None:
     """Train, and leave failure.json behind if the run fails (not if it is interrupted: an interrupted run is
-    unfinished and can be resumed). The CLI has locked the run dir and checked it may be used."""
+    unfinished and can be resumed, be it by a signal, a full disk or another process's death). The CLI has
+    locked the run dir and checked it may be used."""
     last_path = run_dir / "checkpoints" / "last.pt"
     failure_path = run_dir / FAILURE_FILE
     if process.is_main:
@@ -335,7 +337,9 @@ def _train(config: Config, run_dir: Path, process: Process) -> dict | None:
     try:
         return _fit_and_score(config, run_dir, process, last_path)
     except Exception as error:
-        if process.is_main:  # a stop (Stopped, a BaseException) is not caught: that run is unfinished, not failed
+        if process.world_size > 1 and not isinstance(error, (DataError, RunError)):
+            distributed.wait_to_be_stopped()  # perhaps another process died
+        if process.is_main and not isinstance(error, WriteError):  # a Stopped (a BaseException) is not caught
             _record_failure(failure_path, error)
         raise
 
@@ -401,9 +405,11 @@ def _fit_and_score(config: Config, run_dir: Path, process: Process, last_path: P
             {f"hparam/{record['metric']}": record["value"]}
             | ({"hparam/kl_gap": record["kl_gap"]} if record.get("kl_gap") is not None else {}),
         )
-    finally:
+    except BaseException:
         if logger is not None:
-            logger.close()
+            logger.close(raising=False)
+        raise
+    logger.close()
     write_json(run_dir / "results.json", record)
     return record
 

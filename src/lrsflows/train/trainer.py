@@ -196,6 +196,8 @@ class Trainer:
         rng = distributed.gather_objects(checkpoint.rng_state(), self.process)
         if not self.process.is_main:
             return
+        if self.logger is not None:
+            self.logger.flush()
         checkpoint.save(
             {
                 **self.record,
