@@ -91,6 +91,9 @@ def test_a_run_writes_results_checkpoints_config_and_pictures(trained_run):
     assert record["true_log_prob"] == pytest.approx(-(math.log(2 * math.pi * math.e * sigma_squared) + math.log(8)), abs=0.05)
     assert len(record["git_revision"]) >= 40 and record["wall_time_s"] > 0
     assert (trained_run / ".hydra" / "config.yaml").is_file()
+    run_log = (trained_run / "run.log").read_text()  # what the run said, with time and source
+    assert "][lrsflows.cli][INFO] - eight_gaussians lrs (coupling): test log likelihood" in run_log
+    assert f"results: {trained_run}/results.json" in run_log
     assert [Path(path).stat().st_size > 10_000 for path in record["pictures"]] == [True]
     for name in ("last.pt", "best.pt"):
         state = torch.load(trained_run / "checkpoints" / name, weights_only=True)

@@ -1,6 +1,7 @@
 """The single entry point: `python -m lrsflows [overrides]` or the `lrsflows` console script (a Hydra app)."""
 
 import hashlib
+import logging
 import os
 from datetime import datetime
 from pathlib import Path
@@ -17,6 +18,8 @@ from .errors import RunError, Stopped, WriteError, fail, signal_name, stop_on_si
 
 CONFIG_DIR = str(Path(__file__).resolve().parents[2] / "conf")
 MAX_SUFFIX = 160  # file names stop at 255 bytes
+log = logging.getLogger(__name__)
+RUN_LOG = "run.log"  # what a run says (console lines, with time and source)
 STARTED = datetime.now()  # one time stamp per process, however often Hydra resolves the run dir
 
 
@@ -95,7 +98,7 @@ def main(config: DictConfig) -> None:
             if settings.task is Task.eval:
                 record = tasks.evaluate(settings, output)
             else:
-                print(f"samples: {tasks.sample(settings, output)}")
+                log.info("samples: %s", tasks.sample(settings, output))
                 return
         else:
             with files.locked(output, held=distributed.is_launching_process()):
@@ -120,7 +123,7 @@ def main(config: DictConfig) -> None:
     except ChildFailedError as error:
         _worker_failed(error, settings.trainer.devices)
     if record is not None:
-        print(summary(record))
+        log.info(summary(record))
 
 
 def _after_divergence(error, lr: float) -> str:
@@ -155,13 +158,25 @@ def _say_stopped(number: int) -> NoReturn:
 
 
 def _save_job_config(config: DictConfig, output: Path) -> None:
-    """What Hydra would write to <run dir>/.hydra: the job's config, Hydra's config and the command's overrides."""
+    """What Hydra would write to <run dir>/.hydra (the job's config, Hydra's config and the command's overrides),
+    and from now on what the run says, also in <run dir>/run.log."""
     from .train.files import write_atomically
 
     hydra_config = HydraConfig.get()
     for name, node in (("config.yaml", config), ("hydra.yaml", hydra_config), ("overrides.yaml", hydra_config.overrides.task)):
         text = OmegaConf.to_yaml(node).encode()
         write_atomically(output / ".hydra" / name, lambda handle, text=text: handle.write(text))
+    handler = _RunLogHandler(output / RUN_LOG, encoding="utf-8", delay=True)
+    handler.setFormatter(logging.Formatter("[%(asctime)s][%(name)s][%(levelname)s] - %(message)s"))
+    logging.getLogger().addHandler(handler)
+
+
+class _RunLogHandler(logging.FileHandler):
+    """run.log: a line that cannot be written (a full disk) is dropped, not printed as a logging traceback; the
+    run's own writes report the disk in one sentence."""
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        pass
 
 
 def _remove_if_empty(folder: Path) -> None:

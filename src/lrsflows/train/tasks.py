@@ -2,10 +2,12 @@
 
 import dataclasses
 import json
+import logging
 import math
 import os
 import random
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -33,6 +35,7 @@ from .logger import RunLogger
 from .plots import density_figure
 from .trainer import Trainer
 
+log = logging.getLogger(__name__)
 RECONSTRUCTED_IMAGES = 8
 
 
@@ -292,6 +295,8 @@ def train_worker(config: dict, run_dir: str) -> dict | None:
     """One process of `trainer.devices=N` (started by distributed.launch): errors as one sentence, exit 1. A stop
     by a signal reaches every process (the launcher passes it on) and may come before this function runs or
     after it returns, so the launcher says so, and the processes exit 128 + the signal's number in silence."""
+    if not logging.getLogger().handlers:  # a spawned process: say what the run says as the CLI's console does
+        logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
     try:
         return train(typed(Config, config), Path(run_dir))
     except Stopped as error:
@@ -381,7 +386,7 @@ def _fit_and_score(config: Config, run_dir: Path, process: Process, last_path: P
     if state is not None:
         trainer.resume(state, other_run=None if own else source)
         if main:
-            print(f"resuming {run_dir} at step {trainer.step}" + ("" if own else f" from {source}"))
+            log.info("resuming %s at step %d%s", run_dir, trainer.step, "" if own else f" from {source}")
     try:
         trainer.fit()
         flow.load_state_dict(checkpoint.load(checkpoint_dir / "best.pt")["model"])
