@@ -13,7 +13,7 @@ PAPER_TABULAR := experiment=paper/power,paper/gas,paper/hepmass,paper/miniboone,
 
 PAPER_IMAGES := outputs/paper-images
 
-.PHONY: setup demo test bench data tables paper-tabular paper-images tensorboard clean
+.PHONY: setup demo test lint format bench data tables paper-tabular paper-images tensorboard clean
 
 setup: $(STAMP)
 
@@ -32,6 +32,15 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
+
+# Formatting and lint (ruff, configured in pyproject.toml); `make format` applies the formatter.
+lint: $(STAMP)
+	$(BIN)/ruff format --check src scripts tests
+	$(BIN)/ruff check src scripts tests
+
+format: $(STAMP)
+	$(BIN)/ruff format src scripts tests
+	$(BIN)/ruff check --fix src scripts tests
 
 # The bench extra (nflows 0.14, the reference flows) once, refreshed when pyproject.toml changes.
 BENCH_STAMP := $(VENV)/.bench-installed

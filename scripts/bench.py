@@ -39,6 +39,7 @@ from importlib import metadata
 from pathlib import Path
 
 import torch
+from original_splines import original_lrs, original_quadratic, original_rq
 from torch import nn
 from torch.profiler import ProfilerActivity, profile
 
@@ -47,7 +48,6 @@ from lrsflows.flows.tabular import build_tabular_flow
 from lrsflows.splines import num_params, spline
 from lrsflows.train.batches import ImageBatches, TensorBatches
 from lrsflows.train.trainer import adam
-from original_splines import original_lrs, original_quadratic, original_rq
 
 FAMILIES = ("lrs", "rq", "quadratic")
 FAMILY_NAMES = {"lrs": "LRS", "rq": "RQ-NSF", "quadratic": "Q-NSF"}
@@ -382,8 +382,9 @@ def flow_calls(args, built):
     return {
         "training step": {model.label: training_step(model, batch, device) for model in built},
         "log_prob": {model.label: without_grad(model, lambda flow: flow.log_prob(points), device) for model in built},
-        "sample": {model.label: without_grad(model, lambda flow: flow.sample(sizes.eval_points), device)
-                   for model in built},  # fmt: skip
+        "sample": {
+            model.label: without_grad(model, lambda flow: flow.sample(sizes.eval_points), device) for model in built
+        },  # fmt: skip
     }
 
 

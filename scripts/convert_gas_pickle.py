@@ -45,7 +45,10 @@ def main(argv: list) -> int:
         target = convert(Path(argv[0]).expanduser().absolute())
     except Exception as error:  # any failure is reported as one line: unpickling raises many types
         reason = f"{type(error).__name__}: {error}"
-        print(f"could not convert {argv[0]} ({reason}); it needs pandas 1.5.3 and numpy<2 (see this script's top).", file=sys.stderr)
+        print(
+            f"could not convert {argv[0]} ({reason}); it needs pandas 1.5.3 and numpy<2 (see this script's top).",
+            file=sys.stderr,
+        )
         return 1
     print(f"wrote {target}")
     return 0

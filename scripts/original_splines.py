@@ -137,9 +137,7 @@ def _lrs_in_box(inputs, width_logits, height_logits, lambda_logits, derivative_l
     if inverse:
         y = inputs
         first, second = (y <= y_c).float(), (y > y_c).float()
-        numerator = (lam * w_a * (y_a - y)) * first + (
-            (w_c - lam * w_b) * y + lam * w_b * y_b - w_c * y_c
-        ) * second
+        numerator = (lam * w_a * (y_a - y)) * first + ((w_c - lam * w_b) * y + lam * w_b * y_b - w_c * y_c) * second
         denominator = ((w_c - w_a) * y + w_a * y_a - w_c * y_c) * first + (
             (w_c - w_b) * y + w_b * y_b - w_c * y_c
         ) * second

@@ -9,11 +9,11 @@ import os
 
 import h5py
 import numpy as np
-
-from lrsflows.data.tabular import preprocess_miniboone
 from test_cli import lrsflows
 from test_image_data import CIFAR_TORCHVISION, images, write_cifar, write_malicious_pickle
 from test_tabular_data import make_bsds300, make_miniboone
+
+from lrsflows.data.tabular import preprocess_miniboone
 
 TINY_MINIBOONE = [
     "experiment=paper/miniboone",

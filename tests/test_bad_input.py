@@ -5,14 +5,12 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
 from test_cli import TINY_2D, lrsflows, run_dir_of, start
 
 TINY = [*TINY_2D, "dataset=checkerboard", "trainer.max_steps=20", "trainer.val_every=10"]
@@ -143,7 +141,9 @@ def test_a_signal_while_starting_is_one_sentence_and_its_exit_code(number, tmp_p
     time.sleep(0.05)  # SIGINT's handler follows SIGTERM's in the same loop
     process.send_signal(number)
     stdout, stderr = process.communicate(timeout=60)
-    line = assert_one_sentence(subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr), 128 + number)
+    line = assert_one_sentence(
+        subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr), 128 + number
+    )
     assert f"stopped by {signal.Signals(number).name}" in line
 
 
@@ -166,7 +166,11 @@ def test_a_signal_during_the_final_evaluation_resumes_to_the_uninterrupted_resul
     lrsflows(*slow_test, "trainer.resume=true", cwd=tmp_path / "stopped")
     resumed = json.loads((last.parents[1] / "results.json").read_text())
     original = json.loads((whole / "results.json").read_text())
-    assert (resumed["value"], resumed["error"], resumed["kl_gap"]) == (original["value"], original["error"], original["kl_gap"])
+    assert (resumed["value"], resumed["error"], resumed["kl_gap"]) == (
+        original["value"],
+        original["error"],
+        original["kl_gap"],
+    )
 
 
 def test_a_divergence_says_what_is_on_disk_and_its_advice_is_a_command_that_continues(tmp_path):
@@ -230,8 +234,11 @@ def assert_nothing_half_written(folder: Path) -> None:
 @pytest.mark.parametrize(
     "disk_state, sentence",
     [
-        ("full", "/.hydra/config.yaml (No space left on device); free space or make the folder writable, then "
-                 "rerun the same command with trainer.resume=true to finish the run."),
+        (
+            "full",
+            "/.hydra/config.yaml (No space left on device); free space or make the folder writable, then "
+            "rerun the same command with trainer.resume=true to finish the run.",
+        ),
         ("ro", " (Read-only file system); choose a writable one with paths.output_dir=<folder>."),
     ],
     ids=["full", "read-only"],
@@ -280,7 +287,9 @@ def test_a_resumed_run_whose_disk_fills_again_or_turns_read_only_resumes_once_fr
         lines.append(assert_one_sentence(lrsflows(*settings, *resume, cwd=tmp_path, check=False)))
         assert_nothing_half_written(disk)
     assert [line.split(" (")[1].split(")")[0] for line in lines] == [
-        "No space left on device", "No space left on device", "Read-only file system"
+        "No space left on device",
+        "No space left on device",
+        "Read-only file system",
     ], lines
     assert all(line.endswith("rerun the same command with trainer.resume=true to finish the run.") for line in lines)
     remount(disk, "rw")

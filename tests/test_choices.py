@@ -42,7 +42,8 @@ from lrsflows.transforms.normalization import ActNorm
 
 CONF = Path(CONFIG_DIR)
 PAPER = sorted(
-    path.relative_to(CONF / "experiment").with_suffix("").as_posix() for path in (CONF / "experiment" / "paper").glob("*.yaml")
+    path.relative_to(CONF / "experiment").with_suffix("").as_posix()
+    for path in (CONF / "experiment" / "paper").glob("*.yaml")
 )
 OTHER_EXPERIMENTS = sorted(
     path.relative_to(CONF / "experiment").with_suffix("").as_posix()
@@ -175,7 +176,9 @@ def lu_parameters(features: int) -> int:
     return features * (features - 1) + 2 * features
 
 
-def residual_net_parameters(inputs: int, outputs: int, hidden: int, blocks: int, batch_norm: bool, kernel_area: int = 1) -> int:
+def residual_net_parameters(
+    inputs: int, outputs: int, hidden: int, blocks: int, batch_norm: bool, kernel_area: int = 1
+) -> int:
     """in->hidden, `blocks` x (two hidden->hidden layers [two batch norms]), hidden->out; 3x3 convs: kernel_area 9."""
     block = 2 * (kernel_area * hidden + 1) * hidden + (4 * hidden if batch_norm else 0)
     return (inputs + 1) * hidden + blocks * block + (hidden + 1) * outputs
@@ -193,12 +196,16 @@ def vector_flow_expectations(model: schema.ModelConfig, features: int) -> tuple[
             transformed = math.ceil(features / 2) if step % 2 == 0 else features // 2  # alternating masks
             kept = features - transformed
             widths.append(transformed * per_element)
-            total += residual_net_parameters(kept, widths[-1], model.hidden_features, model.num_blocks, model.use_batch_norm)
+            total += residual_net_parameters(
+                kept, widths[-1], model.hidden_features, model.num_blocks, model.use_batch_norm
+            )
             if model.unconditional_transform and model.family != schema.Family.affine:
                 total += kept * per_element
         else:
             widths.append(features * per_element)
-            total += residual_net_parameters(features, widths[-1], model.hidden_features, model.num_blocks, model.use_batch_norm)
+            total += residual_net_parameters(
+                features, widths[-1], model.hidden_features, model.num_blocks, model.use_batch_norm
+            )
     return total, widths
 
 
@@ -217,7 +224,12 @@ def image_flow_expectations(model: schema.ModelConfig, shape: tuple[int, int, in
             widths.append(transformed * per_element)
             total += (2 * channels if model.actnorm else 0) + lu_parameters(channels)
             total += residual_net_parameters(
-                channels - transformed, widths[-1], model.hidden_channels, model.num_blocks, model.use_batch_norm, kernel_area=9
+                channels - transformed,
+                widths[-1],
+                model.hidden_channels,
+                model.num_blocks,
+                model.use_batch_norm,
+                kernel_area=9,
             )
         total += lu_parameters(channels)
     return total, widths
@@ -344,7 +356,9 @@ def test_every_other_experiment_with_every_model_trains(experiment, model, check
 def test_every_dataset_trains(dataset, checkpoints):
     """Each dataset on a small model of its kind (2-D: toy2d, tabular: a tiny model, images: smoke/images)."""
     kind = compose_config({"dataset": dataset}).dataset.kind
-    base = {DatasetKind.toy2d: BASES["2d"], DatasetKind.tabular: TINY_VECTOR_MODEL, DatasetKind.image: BASES["image"]}[kind]
+    base = {DatasetKind.toy2d: BASES["2d"], DatasetKind.tabular: TINY_VECTOR_MODEL, DatasetKind.image: BASES["image"]}[
+        kind
+    ]
     run_case({**base, "dataset": dataset}, checkpoints)
 
 
@@ -399,8 +413,10 @@ def test_the_walk_covers_every_enum_of_the_schema():
 def test_every_value_of_every_field_trains(base, choice, checkpoints):
     key, value = choice
     if base == "image" and key == "trainer.compile" and value:
-        pytest.skip("compiling the image flow takes about a minute on 2 CPU cores with a cold inductor cache (it "
-                    "passes); the 2-D case compiles and trains the same training step")
+        pytest.skip(
+            "compiling the image flow takes about a minute on 2 CPU cores with a cold inductor cache (it "
+            "passes); the 2-D case compiles and trains the same training step"
+        )
     run_case({**BASES[base], key: value}, checkpoints)
 
 

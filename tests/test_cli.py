@@ -88,7 +88,9 @@ def test_a_run_writes_results_checkpoints_config_and_pictures(trained_run):
     assert record["kl_gap"] == pytest.approx(record["true_log_prob"] - record["value"], abs=1e-9)
     # Minus the entropy of eight well-separated N(centre, sigma^2 I) with sigma = 0.5/1.414, weights 1/8.
     sigma_squared = (0.5 / 1.414) ** 2
-    assert record["true_log_prob"] == pytest.approx(-(math.log(2 * math.pi * math.e * sigma_squared) + math.log(8)), abs=0.05)
+    assert record["true_log_prob"] == pytest.approx(
+        -(math.log(2 * math.pi * math.e * sigma_squared) + math.log(8)), abs=0.05
+    )
     assert len(record["git_revision"]) >= 40 and record["wall_time_s"] > 0
     assert (trained_run / ".hydra" / "config.yaml").is_file()
     run_log = (trained_run / "run.log").read_text()  # what the run said, with time and source
@@ -118,7 +120,9 @@ def test_tensorboard_events_hold_the_shared_tags_and_pictures(trained_run):
 
 def test_eval_and_sample_tasks_use_the_checkpoint(trained_run, tmp_path):
     best = trained_run / "checkpoints" / "best.pt"
-    evaluated = json.loads((run_dir_of(lrsflows("task=eval", f"ckpt={best}", cwd=tmp_path)) / "results.json").read_text())
+    evaluated = json.loads(
+        (run_dir_of(lrsflows("task=eval", f"ckpt={best}", cwd=tmp_path)) / "results.json").read_text()
+    )
     original = json.loads((trained_run / "results.json").read_text())
     assert evaluated["value"] == pytest.approx(original["value"], abs=1e-9)
     assert evaluated["kl_gap"] == pytest.approx(original["kl_gap"], abs=1e-9)
@@ -128,7 +132,13 @@ def test_eval_and_sample_tasks_use_the_checkpoint(trained_run, tmp_path):
 
 
 def test_resume_after_a_kill_matches_an_uninterrupted_run(tmp_path):
-    settings = [*TINY_2D, "dataset=crescent", "trainer.max_steps=600", "trainer.val_every=50", "trainer.checkpoint_every=25"]
+    settings = [
+        *TINY_2D,
+        "dataset=crescent",
+        "trainer.max_steps=600",
+        "trainer.val_every=50",
+        "trainer.checkpoint_every=25",
+    ]
     (tmp_path / "whole").mkdir()
     (tmp_path / "interrupted").mkdir()
     whole_dir = tmp_path / "whole" / run_dir_of(lrsflows(*settings, cwd=tmp_path / "whole"))
@@ -151,7 +161,9 @@ def test_resume_after_a_kill_matches_an_uninterrupted_run(tmp_path):
     killed_at = torch.load(last, weights_only=True)["step"]
     assert 0 < killed_at < 600, "the run was not interrupted mid-way"
     assert not (last.parents[1] / "results.json").exists()
-    assert collect(interrupted).incomplete[["run_dir", "status"]].values.tolist() == [[str(last.parents[1]), "unfinished"]]
+    assert collect(interrupted).incomplete[["run_dir", "status"]].values.tolist() == [
+        [str(last.parents[1]), "unfinished"]
+    ]
 
     refused = lrsflows(*settings, cwd=interrupted, check=False)
     assert refused.returncode == 1 and "trainer.resume=true" in refused.stderr
@@ -168,14 +180,25 @@ def test_resume_after_a_kill_matches_an_uninterrupted_run(tmp_path):
 
 
 def test_a_multirun_sweep_makes_one_dir_per_job_and_a_table(tmp_path):
-    lrsflows("-m", *TINY_2D, "dataset=gaussian", "model=lrs,rq_nsf", "seed=0,1", "trainer.max_steps=20", "trainer.val_every=10",
-             "hydra.sweep.dir=sweep", cwd=tmp_path)
+    lrsflows(
+        "-m",
+        *TINY_2D,
+        "dataset=gaussian",
+        "model=lrs,rq_nsf",
+        "seed=0,1",
+        "trainer.max_steps=20",
+        "trainer.val_every=10",
+        "hydra.sweep.dir=sweep",
+        cwd=tmp_path,
+    )
     results = sorted((tmp_path / "sweep").rglob("results.json"))
     assert len(results) == 4
     assert {json.loads(path.read_text())["model"] for path in results} == {"lrs", "rq_nsf"}
     table = subprocess.run(
         [sys.executable, str(REPO / "scripts" / "make_tables.py"), str(tmp_path / "sweep")],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     )
     assert "LRS (C)" in table.stdout and "RQ-NSF (C)" in table.stdout
     assert (tmp_path / "sweep" / "tables" / "toy2d.csv").is_file()
@@ -187,12 +210,18 @@ def test_paper_miniboone_preset_runs_on_a_data_root_with_only_data_npy(tmp_path)
     rows = np.random.default_rng(0).standard_normal((36_488, 43))
     np.save(tmp_path / "data" / "miniboone" / "data.npy", rows)
     completed = lrsflows(
-        "experiment=paper/miniboone", "model=lrs", "trainer.max_steps=200", "trainer.progress_bar=false",
-        cwd=tmp_path, env={"LRSFLOWS_DATA_DIR": str(tmp_path / "data")},
+        "experiment=paper/miniboone",
+        "model=lrs",
+        "trainer.max_steps=200",
+        "trainer.progress_bar=false",
+        cwd=tmp_path,
+        env={"LRSFLOWS_DATA_DIR": str(tmp_path / "data")},
     )
     record = json.loads((tmp_path / run_dir_of(completed) / "results.json").read_text())
     assert record["dataset"] == "miniboone" and record["num_test"] == 3_648 and record["steps"] == 200
-    assert record["num_parameters"] == 158_782  # docs/architectures.md §Tabular and 2-D flows architecture with the NSF MINIBOONE settings
+    assert (
+        record["num_parameters"] == 158_782
+    )  # docs/architectures.md §Tabular and 2-D flows architecture with the NSF MINIBOONE settings
     assert record["kl_gap"] is None
 
 
@@ -214,8 +243,13 @@ def test_a_wrong_config_value_fails_before_any_work_naming_the_choices(override,
 
 
 def test_missing_data_names_the_expected_path_and_make_data(tmp_path):
-    completed = lrsflows("dataset=power", "trainer.progress_bar=false", cwd=tmp_path, check=False,
-                         env={"LRSFLOWS_DATA_DIR": str(tmp_path / "nowhere")})
+    completed = lrsflows(
+        "dataset=power",
+        "trainer.progress_bar=false",
+        cwd=tmp_path,
+        check=False,
+        env={"LRSFLOWS_DATA_DIR": str(tmp_path / "nowhere")},
+    )
     assert completed.returncode == 1
     message = completed.stderr.strip().splitlines()
     assert len(message) == 1 and "Traceback" not in completed.stderr
@@ -224,8 +258,17 @@ def test_missing_data_names_the_expected_path_and_make_data(tmp_path):
 
 
 def test_a_diverging_loss_stops_with_a_message_and_keeps_the_last_good_checkpoint(tmp_path):
-    completed = lrsflows(*TINY_2D, "dataset=gaussian", "trainer.lr=1e30", "trainer.grad_clip=null", "trainer.max_steps=100",
-                         "trainer.checkpoint_every=1", "trainer.val_every=1000", cwd=tmp_path, check=False)
+    completed = lrsflows(
+        *TINY_2D,
+        "dataset=gaussian",
+        "trainer.lr=1e30",
+        "trainer.grad_clip=null",
+        "trainer.max_steps=100",
+        "trainer.checkpoint_every=1",
+        "trainer.val_every=1000",
+        cwd=tmp_path,
+        check=False,
+    )
     assert completed.returncode == 1, completed.stdout + completed.stderr
     assert "training loss became" in completed.stderr and "Traceback" not in completed.stderr
     last = next((tmp_path / "outputs").rglob("last.pt"))
@@ -265,10 +308,18 @@ def test_a_short_image_run_writes_bits_per_dim_sample_grids_and_tensorboard_pict
         images = np.where(rng.random((count, 28, 28)) < 0.9, strokes, rng.integers(0, 256, (count, 28, 28)))
         write_idx_images(tmp_path / "data" / "mnist" / "MNIST" / "raw" / f"{name}-images-idx3-ubyte.gz", images)
     completed = lrsflows(
-        "experiment=smoke/images", "model.hidden_channels=4", "trainer.batch_size=16", "trainer.max_steps=6",
-        "trainer.val_every=3", "trainer.pictures_every=3", "trainer.eval_batch_size=50", "dataset.valid_frac=0.1",
-        "dataset.num_workers=0", "trainer.progress_bar=false",
-        cwd=tmp_path, env={"LRSFLOWS_DATA_DIR": str(tmp_path / "data")},
+        "experiment=smoke/images",
+        "model.hidden_channels=4",
+        "trainer.batch_size=16",
+        "trainer.max_steps=6",
+        "trainer.val_every=3",
+        "trainer.pictures_every=3",
+        "trainer.eval_batch_size=50",
+        "dataset.valid_frac=0.1",
+        "dataset.num_workers=0",
+        "trainer.progress_bar=false",
+        cwd=tmp_path,
+        env={"LRSFLOWS_DATA_DIR": str(tmp_path / "data")},
     )
     run = tmp_path / run_dir_of(completed)
     record = json.loads((run / "results.json").read_text())
@@ -293,6 +344,8 @@ def test_a_checkpoint_from_before_the_family_rename_still_scores_as_trained(tmp_
     del state["config"]["model"]["unconditional_init"]
     state["config"]["model"]["family"] = "quadratic"
     torch.save(state, tmp_path / "old.pt")
-    evaluated = json.loads((run_dir_of(lrsflows("task=eval", "ckpt=old.pt", cwd=tmp_path)) / "results.json").read_text())
+    evaluated = json.loads(
+        (run_dir_of(lrsflows("task=eval", "ckpt=old.pt", cwd=tmp_path)) / "results.json").read_text()
+    )
     original = json.loads((tmp_path / trained / "results.json").read_text())
     assert evaluated["value"] == pytest.approx(original["value"], abs=1e-9)

@@ -4,19 +4,18 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from test_bad_input import assert_one_sentence
+from test_cli import TINY_2D, lrsflows, run_dir_of, start
 
 from lrsflows.flows import build_tabular_flow
 from lrsflows.train import distributed
 from lrsflows.transforms.normalization import ActNorm
-from test_bad_input import assert_one_sentence
-from test_cli import TINY_2D, lrsflows, run_dir_of, start
 
 # Evaluation batches of 256 split validation and test over the processes.
 SMALL_RUN = [*TINY_2D, "dataset=crescent", "trainer.log_every=1", "trainer.val_every=10", "trainer.eval_batch_size=256"]
@@ -154,7 +153,9 @@ def test_bf16_autocast_trains_without_nan_close_to_fp32(tmp_path):
     settings = [*SMALL_RUN, "trainer.max_steps=150", "trainer.log_every=10"]
     fp32 = json.loads((tmp_path / run_dir_of(lrsflows(*settings, cwd=tmp_path)) / "results.json").read_text())
     bf16 = json.loads(
-        (tmp_path / run_dir_of(lrsflows(*settings, "trainer.precision=bf16", cwd=tmp_path)) / "results.json").read_text()
+        (
+            tmp_path / run_dir_of(lrsflows(*settings, "trainer.precision=bf16", cwd=tmp_path)) / "results.json"
+        ).read_text()
     )
     assert all(map(torch.isfinite, map(torch.tensor, (bf16["value"], bf16["kl_gap"]))))
     assert bf16["value"] == pytest.approx(fp32["value"], abs=0.1)

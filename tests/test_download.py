@@ -134,7 +134,9 @@ def test_download_verifies_and_unpacks_only_safe_data_files(tmp_path, server):
     assert hashlib.md5((root / "data.tar.gz").read_bytes()).hexdigest() == server.md5
     assert not (root / "data.tar.gz.part").exists()
     assert result.extracted == ["miniboone/data.npy"]
-    assert sorted(result.refused) == sorted(["data/../evil", str(tmp_path / "absolute-evil"), "data/miniboone/link.npy"])
+    assert sorted(result.refused) == sorted(
+        ["data/../evil", str(tmp_path / "absolute-evil"), "data/miniboone/link.npy"]
+    )
     assert sorted(path.name for path in (root / "miniboone").iterdir()) == ["data.npy"]  # no ._ file, no link
     assert not (tmp_path / "evil").exists() and not (tmp_path / "absolute-evil").exists()
     assert not (root / "._data").exists()
@@ -196,11 +198,15 @@ def test_script_downloads_and_fails_with_one_line(tmp_path, server, closed_port_
     script = [sys.executable, str(REPO / "scripts" / "download_data.py")]
     good = subprocess.Popen(
         script + ["--data-dir", str(tmp_path / "good"), "--url", server.url, "--md5", server.md5],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     bad = subprocess.Popen(
         script + ["--data-dir", str(tmp_path / "bad"), "--url", closed_port_url],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     good_out, good_err = good.communicate(timeout=60)
     bad_out, bad_err = bad.communicate(timeout=60)
@@ -286,7 +292,9 @@ def test_mnist_download_checks_each_file_and_keeps_the_gzip(tmp_path, mnist_serv
 
 def test_mnist_file_with_a_wrong_md5_is_deleted_and_named(tmp_path, mnist_server):
     md5s = mnist_server.md5s | {"train-labels-idx1-ubyte.gz": "0" * 32}
-    with pytest.raises(DataError, match=f"the file downloaded from {mnist_server.url}train-labels-idx1-ubyte.gz has MD5"):
+    with pytest.raises(
+        DataError, match=f"the file downloaded from {mnist_server.url}train-labels-idx1-ubyte.gz has MD5"
+    ):
         download_mnist(tmp_path, mnist_server.url, md5s)
     raw = tmp_path / "mnist" / "MNIST" / "raw"
     assert sorted(path.name for path in raw.iterdir()) == ["train-images-idx3-ubyte.gz"]

@@ -7,10 +7,10 @@ import torch
 from conftest import jacobian_logabsdet, perturb_
 
 from lrsflows.flows import BoxUniform, Flow, build_image_flow, build_tabular_flow
+from lrsflows.nets import ResidualNet
 from lrsflows.splines import num_params
 from lrsflows.transforms.coupling import CouplingTransform, alternating_mask
 from lrsflows.transforms.elementwise import FAMILY_CHOICES, elementwise_map
-from lrsflows.nets import ResidualNet
 
 ARCHES = ["coupling", "autoregressive"]
 
@@ -132,7 +132,9 @@ def tabular_parameter_count(features, family, arch, steps, hidden, blocks, bins)
     total = (steps + 1) * lu
     for step in range(steps):
         if arch == "autoregressive":
-            total += features * hidden + hidden + residual_blocks + hidden * features * per_element + features * per_element
+            total += (
+                features * hidden + hidden + residual_blocks + hidden * features * per_element + features * per_element
+            )
             continue
         transformed = (features + 1) // 2 if step % 2 == 0 else features // 2
         identity = features - transformed
@@ -221,7 +223,14 @@ def test_imagenet64_parameter_counts(family):
     """The ImageNet64 8-bit configuration of docs/protocol.md §Hyper-parameters: images (4 multi-scale levels x 7 steps, 96 channels, 8 bins)."""
     settings = dict(levels=4, steps=7, hidden=96, blocks=3, bins=8, multi_scale=True)
     flow = build_image_flow(
-        (3, 64, 64), family, num_levels=4, steps_per_level=7, hidden_channels=96, num_blocks=3, num_bins=8, multi_scale=True
+        (3, 64, 64),
+        family,
+        num_levels=4,
+        steps_per_level=7,
+        hidden_channels=96,
+        num_blocks=3,
+        num_bins=8,
+        multi_scale=True,
     )
     count = sum(parameter.numel() for parameter in flow.parameters())
     assert count == image_parameter_count((3, 64, 64), family, **settings)

@@ -203,7 +203,9 @@ class RunsShellCommand:
 def write_malicious_pickle(path, marker):
     """A pickle shaped like a CIFAR-10 batch whose `data` creates `marker` when unpickled without restriction."""
     with open(path, "wb") as handle:
-        pickle.dump({b"data": RunsShellCommand(f"touch {shlex.quote(str(marker))}"), b"labels": [0]}, handle, protocol=2)
+        pickle.dump(
+            {b"data": RunsShellCommand(f"touch {shlex.quote(str(marker))}"), b"labels": [0]}, handle, protocol=2
+        )
 
 
 @pytest.mark.parametrize("protocol", [2, pickle.DEFAULT_PROTOCOL])
@@ -213,7 +215,9 @@ def test_cifar10_batch_pickled_by_this_python_and_numpy_loads_too(tmp_path, prot
     folder = tmp_path / CIFAR_TORCHVISION
     write_cifar(folder, images(10, (3, 32, 32), 27), images(3, (3, 32, 32), 28))
     with open(folder / "data_batch_1", "wb") as handle:
-        pickle.dump({b"batch_label": b"re-pickled", b"labels": [1, 2, 3, 4], b"data": batch.reshape(4, -1)}, handle, protocol)
+        pickle.dump(
+            {b"batch_label": b"re-pickled", b"labels": [1, 2, 3, 4], b"data": batch.reshape(4, -1)}, handle, protocol
+        )
     if np.lib.NumpyVersion(np.__version__) >= "2.0.0":
         assert b"numpy._core.multiarray" in (folder / "data_batch_1").read_bytes()
     train, _ = read_cifar10(tmp_path)
@@ -228,7 +232,9 @@ def test_a_malicious_cifar10_batch_is_refused_without_running_it(cifar_root):
     with pytest.raises(DataError) as error:
         load_image_splits("cifar10", root, 0.1, 0)
     assert not marker.exists()
-    assert str(error.value).startswith(f"{path} asks the unpickler for {os.system.__module__}.system, which no CIFAR-10 ")
+    assert str(error.value).startswith(
+        f"{path} asks the unpickler for {os.system.__module__}.system, which no CIFAR-10 "
+    )
     assert "may be malicious" in str(error.value) and str(error.value).endswith("to download it again.")
     pickle.loads(path.read_bytes())  # the same bytes through a plain unpickler do run the command
     assert marker.exists()
@@ -285,8 +291,14 @@ def test_mnist_gzip_files_in_the_plain_mnist_folder(tmp_path):
 @pytest.mark.parametrize(
     ("payload", "message"),
     [
-        (idx_bytes(images(3, (28, 28), 0), count=4), r"has 2368 bytes where its header \(4 images of 28x28\) needs 3152"),
-        (idx_bytes(images(3, (28, 28), 0), magic=0x801), r"starts with 0x00000801, not the IDX image magic number 0x00000803"),
+        (
+            idx_bytes(images(3, (28, 28), 0), count=4),
+            r"has 2368 bytes where its header \(4 images of 28x28\) needs 3152",
+        ),
+        (
+            idx_bytes(images(3, (28, 28), 0), magic=0x801),
+            r"starts with 0x00000801, not the IDX image magic number 0x00000803",
+        ),
         (idx_bytes(images(3, (32, 32), 0)), r"holds 32x32 images where MNIST's are 28x28"),
         (b"\x00\x00\x08", r"has 3 bytes, fewer than an IDX header's 16"),
     ],
@@ -304,7 +316,9 @@ def test_inconsistent_idx_file_is_a_clear_error(tmp_path, payload, message):
 
 def test_truncated_gzip_and_missing_mnist_are_clear_errors(tmp_path):
     tried = f"{tmp_path}/mnist/MNIST/raw or {tmp_path}/mnist"
-    with pytest.raises(DataError, match=rf"MNIST not found: expected .* in {tried}; run `python scripts/download_data.py"):
+    with pytest.raises(
+        DataError, match=rf"MNIST not found: expected .* in {tried}; run `python scripts/download_data.py"
+    ):
         load_image_splits("mnist", tmp_path, 0.02, 0)
     folder = tmp_path / "mnist"
     folder.mkdir()
@@ -431,7 +445,9 @@ def test_valid_frac_must_give_a_nonempty_validation_split(cifar_root, valid_frac
 
 
 def test_unknown_image_dataset(tmp_path):
-    with pytest.raises(DataError, match="unknown image dataset 'svhn'; choose one of mnist, cifar10, imagenet32, imagenet"):
+    with pytest.raises(
+        DataError, match="unknown image dataset 'svhn'; choose one of mnist, cifar10, imagenet32, imagenet"
+    ):
         load_image_splits("svhn", tmp_path, 0.1, 0)
 
 

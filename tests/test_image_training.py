@@ -3,9 +3,9 @@
 import torch
 
 from lrsflows.data.dequantization import dequantize, reduce_bits, to_display
+from lrsflows.flows import build_image_flow
 from lrsflows.train.batches import ImageBatches, dequantized_batches
 from lrsflows.train.image_pictures import image_grid, reconstruction, sample_grids
-from lrsflows.flows import build_image_flow
 
 
 def pixels(count=6, shape=(3, 4, 4), seed=0) -> torch.Tensor:
@@ -41,7 +41,9 @@ def test_evaluation_dequantisation_is_reproducible_for_a_seed():
 
 
 def stream(images, **options):
-    settings = dict(batch_size=4, device=torch.device("cpu"), num_bits=8, num_workers=0, shuffle=True, flip=True, seed=1)
+    settings = dict(
+        batch_size=4, device=torch.device("cpu"), num_bits=8, num_workers=0, shuffle=True, flip=True, seed=1
+    )
     return ImageBatches(images, **(settings | options))
 
 
@@ -84,12 +86,16 @@ def test_image_grid_places_images_row_by_row_with_padding():
     images = torch.arange(5, dtype=torch.uint8).view(5, 1, 1, 1).expand(5, 1, 2, 2).contiguous()
     grid = image_grid(images, columns=3, padding=1)
     assert grid.shape == (1, 2 * 3 + 1, 3 * 3 + 1)
-    assert grid[0, 1, 1] == 0 and grid[0, 1, 4] == 1 and grid[0, 1, 7] == 2 and grid[0, 4, 1] == 3 and grid[0, 4, 4] == 4
+    assert (
+        grid[0, 1, 1] == 0 and grid[0, 1, 4] == 1 and grid[0, 1, 7] == 2 and grid[0, 4, 1] == 3 and grid[0, 4, 4] == 4
+    )
     assert grid[0, 0].eq(0).all() and grid[0, 4, 7] == 0  # padding and the empty sixth cell
 
 
 def test_sample_grids_and_reconstruction_of_a_tiny_image_flow():
-    flow = build_image_flow((1, 4, 4), "lrs", num_levels=1, steps_per_level=1, hidden_channels=4, num_blocks=1, num_bins=4)
+    flow = build_image_flow(
+        (1, 4, 4), "lrs", num_levels=1, steps_per_level=1, hidden_channels=4, num_blocks=1, num_bins=4
+    )
     grids = sample_grids(flow, num_bits=8, num_samples=6)
     assert sorted(grids) == [0.5, 0.75, 1.0]
     assert all(grid.dtype == torch.uint8 and grid.shape == (1, 1 * 5 + 1, 8 * 5 + 1) for grid in grids.values())

@@ -1,7 +1,6 @@
 """Result tables: what a result records, grouping by configuration, spread over seeds, σ distances to verified
 published rows, runs without results, and three formats that agree."""
 
-import io
 import json
 import logging
 import math
@@ -13,11 +12,11 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from test_cli import TINY_2D, lrsflows, run_dir_of
 
 from lrsflows.results import aggregate, build_tables, collect, paper_frame, render_markdown, write_tables
 from lrsflows.results.paper import LRS_PAPER, NSF_PAPER
 from lrsflows.results.record import NOT_TRAINING, config_digest, flatten, training_config
-from test_cli import TINY_2D, lrsflows, run_dir_of
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "make_tables.py"
 LOG_LIKELIHOOD = {"metric": "test_log_likelihood", "unit": "nats", "higher_is_better": True}
@@ -67,7 +66,9 @@ def runs_dir(tmp_path) -> Path:
     root = tmp_path / "outputs"
     for seed, (value, error) in enumerate(MINIBOONE_LRS):
         write_run(root, f"miniboone/lrs/{seed}", run("miniboone", "lrs", "coupling", seed, value, error))
-    write_run(root, "miniboone/lrs/lr", run("miniboone", "lrs", "coupling", 0, -9.90, 0.50, changes={"trainer.lr": 0.001}))
+    write_run(
+        root, "miniboone/lrs/lr", run("miniboone", "lrs", "coupling", 0, -9.90, 0.50, changes={"trainer.lr": 0.001})
+    )
     write_run(root, "miniboone/lrs/eval", run("miniboone", "lrs", "coupling", 0, -9.50, 0.46, task="eval"))
     write_run(root, "miniboone/rq_nsf_ar/0", run("miniboone", "rq_nsf", "autoregressive", 0, -9.30, 0.50))
     # Written before results recorded their configuration: only what the first trainer wrote.
@@ -192,7 +193,9 @@ def test_runs_without_results_are_listed_as_unfinished_or_failed(tmp_path):
     write_run(root, "killed", None, hydra_task="train")
     failed = write_run(root, "diverged", None, hydra_task="train")
     (failed / "failure.json").write_text(json.dumps({"error": "the training loss became nan at step 7"}))
-    write_run(root, "an_eval", run("rings", "lrs", "coupling", 0, -3.0, 0.02, kind="toy2d", task="eval"), hydra_task="eval")
+    write_run(
+        root, "an_eval", run("rings", "lrs", "coupling", 0, -3.0, 0.02, kind="toy2d", task="eval"), hydra_task="eval"
+    )
     write_run(root, "a_sample", None, hydra_task="sample")
     collection = collect(root)
     incomplete = collection.incomplete.set_index("run_dir")
@@ -253,14 +256,17 @@ def test_toy2d_table_in_markdown(summary):
     markdown = render_markdown(summary)
     assert len([line for line in markdown.splitlines() if line.startswith("### ")]) == 3
     spread = 2 * pd.Series([-2.90, -2.96]).std() / math.sqrt(2)
-    assert "\n".join(
-        [
-            "| Dataset | Model | Test log-lik (nats) | True E log p (nats) | KL gap (nats) | n | ± over |",
-            "| --- | --- | --- | --- | --- | --- | --- |",
-            "| checkerboard | RQ-NSF (C) | -3.600 ± 0.010 |  |  | 1 | test set |",
-            f"| eight_gaussians | LRS (C) | -2.930 ± {spread:.3f} | -2.850 ± 0 | 0.070 ± 0.060 | 2 | seeds |",
-        ]
-    ) in markdown
+    assert (
+        "\n".join(
+            [
+                "| Dataset | Model | Test log-lik (nats) | True E log p (nats) | KL gap (nats) | n | ± over |",
+                "| --- | --- | --- | --- | --- | --- | --- |",
+                "| checkerboard | RQ-NSF (C) | -3.600 ± 0.010 |  |  | 1 | test set |",
+                f"| eight_gaussians | LRS (C) | -2.930 ± {spread:.3f} | -2.850 ± 0 | 0.070 ± 0.060 | 2 | seeds |",
+            ]
+        )
+        in markdown
+    )
     assert "KL gap = E_test[log p_true - log p_model]" in markdown
 
 
@@ -288,7 +294,9 @@ def test_markdown_latex_and_csv_come_from_one_frame_and_agree(summary, tmp_path)
         assert "±" not in latex and "σ" not in latex and not re.search(r"(?<!\\)[_%#]", latex)
         shown = markdown_rows(markdown)[1:]
         assert len(shown) == len(latex_rows(latex)) == len(table.display)
-        escaped = [[cell.replace("±", r"$\pm$").replace("σ", r"$\sigma$").replace("_", r"\_") for cell in row] for row in shown]
+        escaped = [
+            [cell.replace("±", r"$\pm$").replace("σ", r"$\sigma$").replace("_", r"\_") for cell in row] for row in shown
+        ]
         assert escaped == latex_rows(latex)
         # Every cell the Markdown shows for our runs is the CSV's cell text, and its numbers are the CSV's numbers.
         mine = csv[csv["source"] == "ours"]
@@ -307,12 +315,16 @@ def test_only_present_kinds_are_written(tmp_path):
     write_run(tmp_path / "runs", "0", run("rings", "q_nsf", "autoregressive", 0, -3.1, 0.02, kind="toy2d"))
     written = write_tables(aggregate(collect(tmp_path / "runs").runs), tmp_path / "tables")
     assert sorted(path.name for path in written) == ["toy2d.csv", "toy2d.md", "toy2d.tex"]
-    assert "| rings | Q-NSF (A) | -3.100 ± 0.020 |  |  | 1 | test set |" in (tmp_path / "tables" / "toy2d.md").read_text()
+    assert (
+        "| rings | Q-NSF (A) | -3.100 ± 0.020 |  |  | 1 | test set |" in (tmp_path / "tables" / "toy2d.md").read_text()
+    )
 
 
 def test_script_prints_the_tables_and_writes_the_files(runs_dir, tmp_path):
     out = tmp_path / "paper_tables"
-    done = subprocess.run([sys.executable, str(SCRIPT), str(runs_dir), "--out", str(out)], capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, str(SCRIPT), str(runs_dir), "--out", str(out)], capture_output=True, text=True
+    )
     assert done.returncode == 0, done.stderr
     assert "| LRS (C) | ours: trainer.lr=0.001 |  | -9.90 ± 0.50 (n=1, test-set ±, -0.5σ) |" in done.stdout
     assert f"wrote {out / 'toy2d.csv'}" in done.stdout

@@ -80,7 +80,12 @@ class TestDefinition:
 
     def test_identity_outside_the_box(self, kind, tails):
         params = random_params(kind, 1000, tails, scale=3.0)
-        values = torch.cat([torch.linspace(-50, -BOUND - 1e-12, 500, dtype=torch.float64), torch.linspace(BOUND + 1e-12, 50, 500, dtype=torch.float64)])
+        values = torch.cat(
+            [
+                torch.linspace(-50, -BOUND - 1e-12, 500, dtype=torch.float64),
+                torch.linspace(BOUND + 1e-12, 50, 500, dtype=torch.float64),
+            ]
+        )
         for inverse in (False, True):
             outputs, logabsdet = spline(kind, values, params, inverse=inverse, tails=tails)
             assert torch.equal(outputs, values)

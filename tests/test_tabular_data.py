@@ -119,7 +119,11 @@ def make_miniboone(root, rows=250, columns=43):
 
 def make_bsds300(root, relative):
     rng = np.random.default_rng(5)
-    arrays = {"train": rng.normal(size=(50, 63)), "validation": rng.normal(size=(10, 63)), "test": rng.normal(size=(20, 63))}
+    arrays = {
+        "train": rng.normal(size=(50, 63)),
+        "validation": rng.normal(size=(10, 63)),
+        "test": rng.normal(size=(20, 63)),
+    }
     (root / relative).parent.mkdir(parents=True)
     with h5py.File(root / relative, "w") as file:
         for key, array in arrays.items():
@@ -226,8 +230,14 @@ def test_a_changed_raw_file_or_a_cache_without_its_record_is_rebuilt(tmp_path):
 @pytest.mark.parametrize(
     ("damage", "message"),
     [
-        (lambda raw: raw.__setitem__((slice(None), 5), 3.0), r"data.npy gives NaN or Inf values in column 5 of the train"),
-        (lambda raw: raw.__setitem__(([0, 1], 7), 1.7e308), r"data.npy gives NaN or Inf values in column 7"),  # mean overflows
+        (
+            lambda raw: raw.__setitem__((slice(None), 5), 3.0),
+            r"data.npy gives NaN or Inf values in column 5 of the train",
+        ),
+        (
+            lambda raw: raw.__setitem__(([0, 1], 7), 1.7e308),
+            r"data.npy gives NaN or Inf values in column 7",
+        ),  # mean overflows
         (lambda raw: raw.__setitem__((0, 7), 1.7e308), r"data.npy gives column 7 the same value in every training row"),
         (
             lambda raw: raw.__setitem__((slice(0, split_sizes(250)[0]), 9), 1.0),  # varies in validation and test only
@@ -300,7 +310,10 @@ def test_gas_pickle_and_converted_npz_give_the_same_splits(tmp_path):
     [
         (b"\x80\x02cpandas.core.frame\nDataFrame\nq\x00)", "(EOFError: Ran out of input)"),
         # pandas 0.2x's module for the block manager: refused before import, as no pandas 2 or 3 writes it
-        (b"\x80\x02cpandas.core.internals\nBlockManager\nq\x00)\x81.", "(it names pandas.core.internals.BlockManager, "),
+        (
+            b"\x80\x02cpandas.core.internals\nBlockManager\nq\x00)\x81.",
+            "(it names pandas.core.internals.BlockManager, ",
+        ),
     ],
 )
 def test_unreadable_gas_pickle_points_to_the_converter(tmp_path, blob, reason):
@@ -321,7 +334,9 @@ def test_converter_script_writes_the_npz_the_loader_reads(tmp_path):
     frame.to_pickle(tmp_path / "gas" / "ethylene_CO.pickle")
     done = subprocess.run(
         [sys.executable, str(REPO / "scripts" / "convert_gas_pickle.py"), str(tmp_path / "gas" / "ethylene_CO.pickle")],
-        capture_output=True, text=True, timeout=60,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert done.returncode == 0, done.stderr
     with np.load(tmp_path / "gas" / "ethylene_CO.npz", allow_pickle=False) as arrays:
@@ -352,7 +367,11 @@ def test_hepmass_keeps_21_features_in_train_order_with_train_statistics(tmp_path
     train, test = make_hepmass(tmp_path)
     expected = reference_hepmass(train, test)
     positives = int((train[:, 0] == 1).sum())
-    assert shapes(expected) == ((positives - int(0.1 * positives), 21), (int(0.1 * positives), 21), ((test[:, 0] == 1).sum(), 21))
+    assert shapes(expected) == (
+        (positives - int(0.1 * positives), 21),
+        (int(0.1 * positives), 21),
+        ((test[:, 0] == 1).sum(), 21),
+    )
     loaded = load_tabular("hepmass", tmp_path)
     assert shapes(loaded) == shapes(expected)
     for ours, theirs in zip(loaded, expected):
@@ -448,7 +467,9 @@ def test_real_nsf_split_files_are_used_as_they_are_and_sizes_checked(tmp_path, r
     np.testing.assert_array_equal(test, real_test.astype(np.float32))
     np.save(folder / "val.npy", real_test)  # the full row count, split the wrong way round
     np.save(folder / "test.npy", real_val)
-    with pytest.raises(DataError, match=r"\(29556, 3648, 3284\) where the published MAF splits are \(29556, 3284, 3648\)"):
+    with pytest.raises(
+        DataError, match=r"\(29556, 3648, 3284\) where the published MAF splits are \(29556, 3284, 3648\)"
+    ):
         load_tabular("miniboone", tmp_path)
 
 
@@ -534,10 +555,26 @@ def test_unreadable_hdf5_is_named(tmp_path):
         ("train", lambda file, key: file.create_group(key), r"has a group named 'train' where BSDS300's train dataset"),
         ("validation", lambda file, key: None, r"has no entry named 'validation' where BSDS300's validation dataset"),
         ("test", lambda file, key: file.create_dataset(key, data=np.zeros(63)), r"\(dataset test\) holds a 1-D array"),
-        ("train", lambda file, key: file.create_dataset(key, data=np.zeros((2, 3, 63))), r"\(dataset train\) holds a 3-D"),
-        ("train", lambda file, key: file.create_dataset(key, data=np.zeros((4, 62))), r"\(dataset train\) has 62 columns"),
-        ("test", lambda file, key: file.create_dataset(key, data=[b"patch"] * 4), r"\(dataset test\) holds object values"),
-        ("train", lambda file, key: file.create_dataset(key, data=np.ones((4, 63), bool)), r"holds bool values instead"),
+        (
+            "train",
+            lambda file, key: file.create_dataset(key, data=np.zeros((2, 3, 63))),
+            r"\(dataset train\) holds a 3-D",
+        ),
+        (
+            "train",
+            lambda file, key: file.create_dataset(key, data=np.zeros((4, 62))),
+            r"\(dataset train\) has 62 columns",
+        ),
+        (
+            "test",
+            lambda file, key: file.create_dataset(key, data=[b"patch"] * 4),
+            r"\(dataset test\) holds object values",
+        ),
+        (
+            "train",
+            lambda file, key: file.create_dataset(key, data=np.ones((4, 63), bool)),
+            r"holds bool values instead",
+        ),
         (
             "validation",
             lambda file, key: file.create_dataset(key, data=np.full((4, 63), 1e300)),  # beyond float32

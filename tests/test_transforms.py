@@ -67,7 +67,9 @@ def test_logabsdet_matches_autograd_jacobian(transform):
 def test_made_is_autoregressive():
     """Output block i (num_params entries) depends only on inputs < i: its Jacobian is strictly block-lower."""
     made = perturb_(MADE(FEATURES, 32, multiplier=3, num_blocks=2).double())
-    jacobian = torch.autograd.functional.jacobian(lambda x: made(x.unsqueeze(0)).squeeze(0), torch.randn(FEATURES, dtype=torch.float64))
+    jacobian = torch.autograd.functional.jacobian(
+        lambda x: made(x.unsqueeze(0)).squeeze(0), torch.randn(FEATURES, dtype=torch.float64)
+    )
     per_output = jacobian.reshape(FEATURES, 3, FEATURES).abs().sum(1)
     assert torch.equal(per_output.triu() != 0, torch.zeros(FEATURES, FEATURES, dtype=torch.bool))
     assert (per_output.tril(-1)[1:] != 0).any(-1).all()  # and it does use the earlier inputs

@@ -163,7 +163,11 @@ def _save_job_config(config: DictConfig, output: Path) -> None:
     from .train.files import write_atomically
 
     hydra_config = HydraConfig.get()
-    for name, node in (("config.yaml", config), ("hydra.yaml", hydra_config), ("overrides.yaml", hydra_config.overrides.task)):
+    for name, node in (
+        ("config.yaml", config),
+        ("hydra.yaml", hydra_config),
+        ("overrides.yaml", hydra_config.overrides.task),
+    ):
         text = OmegaConf.to_yaml(node).encode()
         write_atomically(output / ".hydra" / name, lambda handle, text=text: handle.write(text))
     handler = _RunLogHandler(output / RUN_LOG, encoding="utf-8", delay=True)

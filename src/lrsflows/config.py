@@ -219,7 +219,9 @@ def validate(config: Config) -> None:
             value = getattr(section, spec.name)
             if allowed is not None and not allowed.admits(value):
                 kind = "an integer" if spec.type in (int, "int") else "a number"
-                raise ConfigError(f"{prefix}{spec.name}={value!r} is not allowed: it must be {kind} {allowed.describe()}.")
+                raise ConfigError(
+                    f"{prefix}{spec.name}={value!r} is not allowed: it must be {kind} {allowed.describe()}."
+                )
     model, trainer = config.model, config.trainer
     for name in ("min_bin_width", "min_bin_height"):
         minimum = getattr(model, name)
@@ -241,7 +243,11 @@ def check_known_keys(values: dict, schema=Config, prefix: str = "") -> None:
     for key, value in values.items():
         if key not in fields:
             close = difflib.get_close_matches(key, list(fields), n=1)
-            hint = f"did you mean {prefix}{close[0]}?" if close else f"the keys of {prefix or 'the config'} are listed by --cfg job."
+            hint = (
+                f"did you mean {prefix}{close[0]}?"
+                if close
+                else f"the keys of {prefix or 'the config'} are listed by --cfg job."
+            )
             raise ConfigError(f"{prefix}{key} is not a setting of this program; {hint}")
         nested = fields[key].default_factory
         if isinstance(value, dict) and dataclasses.is_dataclass(nested):

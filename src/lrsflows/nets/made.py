@@ -28,7 +28,9 @@ class MaskedResidualBlock(nn.Module):
     def __init__(self, mask, dropout, use_batch_norm):
         super().__init__()
         hidden = mask.shape[0]
-        self.norms = nn.ModuleList([nn.BatchNorm1d(hidden, eps=BATCH_NORM_EPS) for _ in range(2)]) if use_batch_norm else None
+        self.norms = (
+            nn.ModuleList([nn.BatchNorm1d(hidden, eps=BATCH_NORM_EPS) for _ in range(2)]) if use_batch_norm else None
+        )
         self.first = MaskedLinear(hidden, hidden, mask)
         self.second = _near_zero_(MaskedLinear(hidden, hidden, mask))
         self.dropout = nn.Dropout(dropout)
@@ -47,7 +49,9 @@ class MADE(nn.Module):
     degree repeated `multiplier` times consecutively.
     """
 
-    def __init__(self, features, hidden_features, multiplier, num_blocks=2, dropout=0.0, use_batch_norm=False, context_features=0):
+    def __init__(
+        self, features, hidden_features, multiplier, num_blocks=2, dropout=0.0, use_batch_norm=False, context_features=0
+    ):
         super().__init__()
         input_degrees = torch.arange(1, features + 1)
         hidden_degrees = _hidden_degrees(hidden_features, features)
@@ -55,8 +59,12 @@ class MADE(nn.Module):
         self.initial = MaskedLinear(features, hidden_features, (hidden_degrees[:, None] >= input_degrees).float())
         self.context = nn.Linear(context_features, hidden_features) if context_features else None
         hidden_mask = (hidden_degrees[:, None] >= hidden_degrees).float()
-        self.blocks = nn.ModuleList(MaskedResidualBlock(hidden_mask, dropout, use_batch_norm) for _ in range(num_blocks))
-        self.final = MaskedLinear(hidden_features, features * multiplier, (output_degrees[:, None] > hidden_degrees).float())
+        self.blocks = nn.ModuleList(
+            MaskedResidualBlock(hidden_mask, dropout, use_batch_norm) for _ in range(num_blocks)
+        )
+        self.final = MaskedLinear(
+            hidden_features, features * multiplier, (output_degrees[:, None] > hidden_degrees).float()
+        )
 
     def forward(self, inputs, context=None):
         hidden = self.initial(inputs)

@@ -36,7 +36,16 @@ class ResidualBlock(nn.Module):
 class ResidualNet(nn.Module):
     """Linear(in, H) -> num_blocks residual blocks -> Linear(H, out); context is concatenated to the input."""
 
-    def __init__(self, in_features, out_features, hidden_features, num_blocks=2, dropout=0.0, use_batch_norm=False, context_features=0):
+    def __init__(
+        self,
+        in_features,
+        out_features,
+        hidden_features,
+        num_blocks=2,
+        dropout=0.0,
+        use_batch_norm=False,
+        context_features=0,
+    ):
         super().__init__()
         self.hidden_features = hidden_features
         self.initial = nn.Linear(in_features + context_features, hidden_features)
@@ -61,7 +70,16 @@ class ResidualNet(nn.Module):
 class ConvResidualNet(nn.Module):
     """Conv1x1(in, H) -> num_blocks residual blocks of 3x3 convs -> Conv1x1(H, out), for image couplings."""
 
-    def __init__(self, in_channels, out_channels, hidden_channels, num_blocks=2, dropout=0.0, use_batch_norm=False, context_channels=0):
+    def __init__(
+        self,
+        in_channels,
+        out_channels,
+        hidden_channels,
+        num_blocks=2,
+        dropout=0.0,
+        use_batch_norm=False,
+        context_channels=0,
+    ):
         super().__init__()
         self.hidden_features = hidden_channels
         self.initial = nn.Conv2d(in_channels + context_channels, hidden_channels, kernel_size=1)

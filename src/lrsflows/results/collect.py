@@ -112,12 +112,15 @@ def _with_variants(summary: pd.DataFrame) -> pd.DataFrame:
     for _, group in summary.groupby(["dataset", "model", "arch", "metric"], sort=False):
         if len(group) < 2:
             continue
-        flat = {index: flatten(config) if isinstance(config, dict) else None for index, config in group["config"].items()}
+        flat = {
+            index: flatten(config) if isinstance(config, dict) else None for index, config in group["config"].items()
+        }
         recorded = [config for config in flat.values() if config is not None]
         keys = sorted({key for config in recorded for key in config})
         differing = [key for key in keys if len({_value_text(config.get(key)) for config in recorded}) > 1]
         description = "; ".join(
-            f"{key}: " + " | ".join(_value_text(value) for value in _distinct_sorted(config.get(key) for config in recorded))
+            f"{key}: "
+            + " | ".join(_value_text(value) for value in _distinct_sorted(config.get(key) for config in recorded))
             for key in differing
         )
         for index, config in flat.items():

@@ -75,9 +75,7 @@ def build_tables(summary: pd.DataFrame, notes: tuple[str, ...] = ()) -> list[Tab
     names = table_names(summary)
     builders = {"tabular": _paper_layout_table, "images": _paper_layout_table, "toy2d": _toy2d_table}
     return [
-        builders[name](summary[names == name], name, notes)
-        for name in TABLE_NAMES.values()
-        if (names == name).any()
+        builders[name](summary[names == name], name, notes) for name in TABLE_NAMES.values() if (names == name).any()
     ]
 
 
@@ -124,10 +122,14 @@ def _paper_layout_table(summary: pd.DataFrame, name: str, extra_notes: tuple[str
     ours["sigma_diff"] = (ours["value"] - ours["paper_value"]) / ours["paper_error"]
     tidy = pd.concat([verified, ours, unverified], ignore_index=True)
     tidy["cell"] = tidy.apply(_paper_layout_cell, axis=1)
-    tidy["source_label"] = tidy["source"].where(tidy["variant"].fillna("") == "", tidy["source"] + ": " + tidy["variant"])
+    tidy["source_label"] = tidy["source"].where(
+        tidy["variant"].fillna("") == "", tidy["source"] + ": " + tidy["variant"]
+    )
     rows = pd.MultiIndex.from_frame(tidy[["row", "source_label"]].drop_duplicates())  # blocks: paper, ours, unverified
     columns = sorted(tidy["dataset"].unique(), key=_dataset_position)
-    display = tidy.pivot(index=["row", "source_label"], columns="dataset", values="cell").reindex(index=rows, columns=columns)
+    display = tidy.pivot(index=["row", "source_label"], columns="dataset", values="cell").reindex(
+        index=rows, columns=columns
+    )
     display = display.fillna("").reset_index().rename_axis(columns=None)
     display = display.rename(columns={"row": "Model", "source_label": "Source"})
     sources = [source for source in CITATIONS if source in set(tidy["source"])]

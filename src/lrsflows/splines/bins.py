@@ -23,7 +23,9 @@ def interior_knots(logits: torch.Tensor, min_size: float, low: float, high: floa
     weights = torch.exp(logits - logits.amax(dim=-1, keepdim=True))
     cumulative = torch.cumsum(weights, dim=-1)
     # knot k = low + (high - low) * (k * min_size + (1 - K * min_size) * cumsum_k / total), fused in one addcmul.
-    offsets = low + (high - low) * min_size * torch.arange(1, num_bins, dtype=cumulative.dtype, device=cumulative.device)
+    offsets = low + (high - low) * min_size * torch.arange(
+        1, num_bins, dtype=cumulative.dtype, device=cumulative.device
+    )
     scale = ((high - low) * (1.0 - min_size * num_bins)) / cumulative[..., -1:]
     return torch.addcmul(offsets, cumulative[..., :-1], scale)
 
@@ -129,7 +131,18 @@ class Bin(NamedTuple):
     d_end: torch.Tensor
 
 
-def locate_bin(inputs, width_logits, height_logits, derivative_logits, inverse, bound, linear_tails, min_bin_width, min_bin_height, min_derivative) -> Bin:
+def locate_bin(
+    inputs,
+    width_logits,
+    height_logits,
+    derivative_logits,
+    inverse,
+    bound,
+    linear_tails,
+    min_bin_width,
+    min_bin_height,
+    min_derivative,
+) -> Bin:
     """Build the interior knots, find each input's bin (by y-knots when inverting) and gather what RQ and LRS need."""
     x_inner = interior_knots(width_logits, min_bin_width, -bound, bound)
     y_inner = interior_knots(height_logits, min_bin_height, -bound, bound)

@@ -56,7 +56,16 @@ def linear_rational_spline(inputs, params, inverse, bound, linear_tails, min_bin
     """LRS on the box [-bound, bound]; inputs must lie in the box."""
     width_logits, height_logits, lambda_logits, derivative_logits = _split(params, linear_tails)
     selected = locate_bin(
-        inputs, width_logits, height_logits, derivative_logits, inverse, bound, linear_tails, min_bin_width, min_bin_height, min_derivative
+        inputs,
+        width_logits,
+        height_logits,
+        derivative_logits,
+        inverse,
+        bound,
+        linear_tails,
+        min_bin_width,
+        min_bin_height,
+        min_derivative,
     )
     x_start, x_end, y_start, y_end, d_start, d_end = selected[1:]
     lam = _lambda(gather_bin(lambda_logits, selected.index))  # only the selected bin's lambda

@@ -57,7 +57,9 @@ def knots(params, bound, linear_tails, min_bin_width, min_bin_height, min_deriva
     return Knots(x=-bound + 2.0 * bound * unit_knots, y=-bound + 2.0 * bound * cdf, derivatives=vertices)
 
 
-def quadratic_spline(inputs, params, inverse, bound, linear_tails, min_bin_width, min_bin_height, min_derivative, boundary="nsf"):
+def quadratic_spline(
+    inputs, params, inverse, bound, linear_tails, min_bin_width, min_bin_height, min_derivative, boundary="nsf"
+):
     """Quadratic spline on the box [-bound, bound]; inputs must lie in the box."""
     geometry = knots(params, bound, linear_tails, min_bin_width, min_bin_height, min_derivative, boundary)
     index = find_bin(geometry.y if inverse else geometry.x, inputs)

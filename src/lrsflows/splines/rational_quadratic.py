@@ -35,11 +35,22 @@ def _log_derivative(xi, slope, d_start, d_end):
     return torch.log(numerator) - 2.0 * torch.log(denominator), denominator
 
 
-def rational_quadratic_spline(inputs, params, inverse, bound, linear_tails, min_bin_width, min_bin_height, min_derivative):
+def rational_quadratic_spline(
+    inputs, params, inverse, bound, linear_tails, min_bin_width, min_bin_height, min_derivative
+):
     """RQ spline on the box [-bound, bound]; inputs must lie in the box."""
     width_logits, height_logits, derivative_logits = _split(params, linear_tails)
     selected = locate_bin(
-        inputs, width_logits, height_logits, derivative_logits, inverse, bound, linear_tails, min_bin_width, min_bin_height, min_derivative
+        inputs,
+        width_logits,
+        height_logits,
+        derivative_logits,
+        inverse,
+        bound,
+        linear_tails,
+        min_bin_width,
+        min_bin_height,
+        min_derivative,
     )
     x_start, x_end, y_start, y_end, d_start, d_end = selected[1:]
     width, height = x_end - x_start, y_end - y_start

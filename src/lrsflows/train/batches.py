@@ -80,7 +80,9 @@ class ImageBatches:
     def epoch_order(self) -> torch.Tensor:
         if not self.shuffle:
             return torch.arange(len(self.dataset))
-        return torch.randperm(len(self.dataset), generator=torch.Generator().manual_seed(self.seed * 100_003 + self.epoch))
+        return torch.randperm(
+            len(self.dataset), generator=torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+        )
 
     def __iter__(self):
         return self

@@ -72,7 +72,9 @@ def load(path: str | Path, use: Use | None = None) -> dict:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:
-        problem = f"checkpoint {path} cannot be read ({type(error).__name__}); it is damaged or not an lrsflows checkpoint"
+        problem = (
+            f"checkpoint {path} cannot be read ({type(error).__name__}); it is damaged or not an lrsflows checkpoint"
+        )
         raise (use.refuse(path, problem) if use else RunError(f"{problem}.")) from error
     if use is not None:
         _check_entries(state, path, use)
@@ -83,7 +85,9 @@ def _check_entries(state, path: Path, use: Use) -> None:
     """Every entry `use` reads is there with the type lrsflows writes, so reading it later cannot fail."""
     if not isinstance(state, dict):
         kind = type(state).__name__
-        raise use.refuse(path, f"checkpoint {path} holds a {kind}, not the dict of settings and model state lrsflows writes")
+        raise use.refuse(
+            path, f"checkpoint {path} holds a {kind}, not the dict of settings and model state lrsflows writes"
+        )
     for key, kind in use.needs.items():
         value, seen = state, []
         for part in key.split("."):
@@ -91,7 +95,9 @@ def _check_entries(state, path: Path, use: Use) -> None:
                 raise use.refuse(path, _wrong_type(path, ".".join(seen), value, dict))
             seen.append(part)
             if part not in value:
-                problem = f"checkpoint {path} has no '{'.'.join(seen)}' entry, so it is not a complete lrsflows checkpoint"
+                problem = (
+                    f"checkpoint {path} has no '{'.'.join(seen)}' entry, so it is not a complete lrsflows checkpoint"
+                )
                 raise use.refuse(path, problem)
             value = value[part]
         if not isinstance(value, kind):
@@ -134,7 +140,9 @@ def ensure_same_run(path: str | Path, state: dict, settings: dict) -> None:
         saved, ours = state["config"][section], settings[section]
         for key in [*ours, *(key for key in saved if key not in ours)]:
             if key not in saved or key not in ours or saved[key] != ours[key]:
-                old, new = (f"{section}.{key}={row[key]}" if key in row else f"no {section}.{key}" for row in (saved, ours))
+                old, new = (
+                    f"{section}.{key}={row[key]}" if key in row else f"no {section}.{key}" for row in (saved, ours)
+                )
                 override = f"{section}={saved[key]}" if key == "name" else old
                 raise RESUME.refuse(
                     path,

@@ -61,7 +61,9 @@ def locked(folder: Path, held: bool = True) -> Iterator[None]:
     try:
         descriptor = os.open(folder, os.O_RDONLY)
     except OSError as error:
-        raise RunError(f"cannot open the run folder {folder} ({error.strerror or error}); fix its permissions or choose another paths.output_dir.") from error
+        raise RunError(
+            f"cannot open the run folder {folder} ({error.strerror or error}); fix its permissions or choose another paths.output_dir."
+        ) from error
     try:
         try:
             fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)

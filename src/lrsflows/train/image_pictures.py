@@ -11,7 +11,9 @@ def image_grid(images: torch.Tensor, columns: int = 8, padding: int = 1) -> torc
     """uint8 (N, C, H, W) -> one uint8 (C, rows·(H+p)+p, columns·(W+p)+p) picture, rows filled left to right."""
     count, channels, height, width = images.shape
     rows = -(-count // columns)
-    grid = torch.zeros(channels, rows * (height + padding) + padding, columns * (width + padding) + padding, dtype=torch.uint8)
+    grid = torch.zeros(
+        channels, rows * (height + padding) + padding, columns * (width + padding) + padding, dtype=torch.uint8
+    )
     for index, image in enumerate(images):
         top = padding + (index // columns) * (height + padding)
         left = padding + (index % columns) * (width + padding)

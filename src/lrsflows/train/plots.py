@@ -36,7 +36,9 @@ def density_figure(flow, true_log_prob=None, resolution: int = 200, num_samples:
         # Colour scale to the 99.5th percentile, so a few spikes at bin corners do not wash out the picture.
         axis.imshow(image.numpy(), origin="lower", extent=extent, cmap="viridis", vmax=image.quantile(0.995).item())
         axis.set_title(title)
-    axes[-1].hist2d(samples[:, 0].numpy(), samples[:, 1].numpy(), bins=resolution, range=[[-BOUND, BOUND]] * 2, cmap="viridis")
+    axes[-1].hist2d(
+        samples[:, 0].numpy(), samples[:, 1].numpy(), bins=resolution, range=[[-BOUND, BOUND]] * 2, cmap="viridis"
+    )
     axes[-1].set_title("model samples")
     for axis in axes:
         axis.set_aspect("equal")

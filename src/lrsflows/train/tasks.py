@@ -19,9 +19,9 @@ from PIL import Image  # pillow comes with matplotlib
 
 from ..config import Arch, Config, DatasetConfig, DatasetKind, ModelConfig, Precision, Task, TrainerConfig
 from ..data.dequantization import to_display
+from ..data.errors import DataError
 from ..data.images import load_image_splits
 from ..data.splits import load_splits
-from ..data.errors import DataError
 from ..errors import RunError, Stopped, WriteError, fail
 from ..flows import build_image_flow, build_tabular_flow
 from ..results.record import FAILURE_FILE, flatten, provenance
@@ -138,8 +138,15 @@ def _image_data(dataset: DatasetConfig, data_dir: str, trainer: TrainerConfig, s
         shape=tuple(splits.shape),
         dtype=torch.float32,
         train=lambda: ImageBatches(
-            splits.train, trainer.batch_size, process.device, dataset.num_bits, dataset.num_workers, dataset.shuffle,
-            dataset.flip, seed, **share,
+            splits.train,
+            trainer.batch_size,
+            process.device,
+            dataset.num_bits,
+            dataset.num_workers,
+            dataset.shuffle,
+            dataset.flip,
+            seed,
+            **share,
         ),  # fmt: skip
         validation=evaluation(splits.val),
         test=evaluation(splits.test),
@@ -178,7 +185,9 @@ def _architecture(model: ModelConfig, data: RunData) -> torch.nn.Module:
             **shared,
         )
     if model.arch != Arch.coupling:
-        raise RunError("image flows are coupling flows (as in the LRS and NSF image experiments); use model.arch=coupling.")
+        raise RunError(
+            "image flows are coupling flows (as in the LRS and NSF image experiments); use model.arch=coupling."
+        )
     return build_image_flow(
         data.shape,
         model.family.value,
@@ -255,7 +264,9 @@ def save_pictures(flow, data: RunData, run_dir: Path, logger: RunLogger | None, 
         return [path]
     if data.kind != DatasetKind.image:
         return []
-    pictures = {f"samples/temperature_{temperature}": grid for temperature, grid in sample_grids(flow, data.num_bits).items()}
+    pictures = {
+        f"samples/temperature_{temperature}": grid for temperature, grid in sample_grids(flow, data.num_bits).items()
+    }
     if logger is not None:
         fixed_batch = next(iter(data.validation()))[:RECONSTRUCTED_IMAGES]
         pictures["reconstruction"], error = reconstruction(flow, fixed_batch, data.num_bits)
@@ -439,7 +450,9 @@ def _restore(config: Config) -> tuple[dict, torch.nn.Module, RunData, Process]:
     state = checkpoint.load(config.ckpt, checkpoint.EVALUATE)
     saved = state["config"]
     process = distributed.join(config.trainer.device)
-    trainer_settings = checkpoint.saved_settings(config.ckpt, state, "trainer", lambda values: typed(TrainerConfig, values))
+    trainer_settings = checkpoint.saved_settings(
+        config.ckpt, state, "trainer", lambda values: typed(TrainerConfig, values)
+    )
     trainer_settings.eval_batch_size = config.trainer.eval_batch_size
     dataset = checkpoint.saved_settings(config.ckpt, state, "dataset", lambda values: typed(DatasetConfig, values))
     model = checkpoint.saved_settings(config.ckpt, state, "model", saved_model_config)

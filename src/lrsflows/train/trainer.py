@@ -183,7 +183,9 @@ class Trainer:
     def _validate(self) -> None:
         values = distributed.gather(log_likelihoods(self.flow, self.validation()), self.process)
         score = values.mean().item()
-        self._log({"val/log_prob": score} | ({"val/bits_per_dim": -score * self.bits_per_nat} if self.bits_per_nat else {}))
+        self._log(
+            {"val/log_prob": score} | ({"val/bits_per_dim": -score * self.bits_per_nat} if self.bits_per_nat else {})
+        )
         if score > self.best_val:
             self.best_val, self.best_step = score, self.step
             if self.process.is_main:

@@ -16,7 +16,16 @@ FAMILY_CHOICES = SPLINE_FAMILIES + ("affine",)
 class SplineMap:
     """A spline family with fixed settings (bins, tails, box, minimum sizes)."""
 
-    def __init__(self, kind, num_bins=8, tails="linear", tail_bound=3.0, min_bin_width=1e-3, min_bin_height=1e-3, min_derivative=1e-3):
+    def __init__(
+        self,
+        kind,
+        num_bins=8,
+        tails="linear",
+        tail_bound=3.0,
+        min_bin_width=1e-3,
+        min_bin_height=1e-3,
+        min_derivative=1e-3,
+    ):
         self.num_params = splines.num_params(kind, num_bins, tails)
         self.kind = kind
         self.settings = dict(

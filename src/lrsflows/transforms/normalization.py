@@ -48,7 +48,9 @@ class ActNorm(Transform):
         """Mean and (N−1) standard deviation per channel from sums, added up over data-parallel processes so
         that every process starts from the same parameters (those of the whole global batch)."""
         values = _per_channel_values(inputs).double()
-        sums = torch.stack([values.new_full((values.shape[1],), float(values.shape[0])), values.sum(0), values.pow(2).sum(0)])
+        sums = torch.stack(
+            [values.new_full((values.shape[1],), float(values.shape[0])), values.sum(0), values.pow(2).sum(0)]
+        )
         if torch.distributed.is_available() and torch.distributed.is_initialized():
             torch.distributed.all_reduce(sums)
         count, total, squares = sums
