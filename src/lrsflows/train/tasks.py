@@ -311,7 +311,11 @@ def train_worker(config: dict, run_dir: str) -> dict | None:
     try:
         return train(typed(Config, config), Path(run_dir))
     except Stopped as error:
-        raise SystemExit(error.exit_code) from None
+        # Out at once: a stopped process's checkpoint is saved, and unwinding the interpreter while the process
+        # group's communication threads are still alive can end in std::terminate (a crash dump on stderr).
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(error.exit_code)
     except WriteError as error:
         fail(error.advice(training=True))
     except (DataError, RunError) as error:
