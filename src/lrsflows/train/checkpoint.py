@@ -70,7 +70,9 @@ def load(path: str | Path, use: Use | None = None) -> dict:
     if not path.is_file():
         raise RunError(f"checkpoint {path} does not exist; pass ckpt=<run dir>/checkpoints/best.pt of a finished run.")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        # Memory-mapped: the checks before a resume (settings, the step a divergence reports) read a few entries
+        # of what may be a large image checkpoint; tensors are read only when a state is actually loaded.
+        state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except Exception as error:
         problem = (
             f"checkpoint {path} cannot be read ({type(error).__name__}); it is damaged or not an lrsflows checkpoint"
