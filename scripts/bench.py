@@ -45,12 +45,17 @@ from torch.profiler import ProfilerActivity, profile
 
 from lrsflows.data.image_datasets import TensorImages
 from lrsflows.flows.tabular import build_tabular_flow
-from lrsflows.splines import num_params, spline
+from lrsflows.splines import FAMILIES as SPLINE_FAMILIES
+from lrsflows.splines import SplineSettings, num_params, spline
 from lrsflows.train.batches import ImageBatches, TensorBatches
 from lrsflows.train.trainer import adam
 
 FAMILIES = ("lrs", "rq", "quadratic")
-FAMILY_NAMES = {"lrs": "LRS", "rq": "RQ-NSF", "quadratic": "Q-NSF"}
+# nflows 0.14's coupling layer of each family it has.
+NFLOWS_COUPLINGS = {
+    "rq": "PiecewiseRationalQuadraticCouplingTransform",
+    "quadratic": "PiecewiseQuadraticCouplingTransform",
+}
 ARCH_TAGS = {"coupling": "C", "autoregressive": "A"}
 KERNEL_OPERATIONS = ("forward", "inverse", "forward+backward")
 FLOW_OPERATIONS = ("training step", "log_prob", "sample")
@@ -65,9 +70,16 @@ STEP_OVER_NFLOWS_TARGET = 0.8
 LOG_PROB_OVER_NFLOWS_TARGET = 0.7
 SAMPLE_OVER_NFLOWS_TARGET = 0.7
 BEYOND_CONDITIONERS_TARGET = 0.15
-REFERENCE = "nflows RQ-NSF (C)"
-LRS_COUPLING = "LRS (C)"
-RQ_COUPLING = "RQ-NSF (C)"
+
+
+def model_label(family: str, arch: str) -> str:
+    """A flow's row label: its family's table label and the arch tag, "LRS (C)"."""
+    return f"{SPLINE_FAMILIES[family].label} ({ARCH_TAGS[arch]})"
+
+
+LRS_COUPLING = model_label("lrs", "coupling")
+RQ_COUPLING = model_label("rq", "coupling")
+REFERENCE = f"nflows {RQ_COUPLING}"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -90,22 +102,39 @@ class Sizes:
 
 
 QUICK = Sizes(
-    kernel_inputs=1024, kernel_dims=4, flow_steps=2, hidden=32, batch=64, eval_points=256,
-    tabular_rows=4096, images=256, image_batch=32, image_batches_per_call=2,
-)  # fmt: skip
+    kernel_inputs=1024,
+    kernel_dims=4,
+    flow_steps=2,
+    hidden=32,
+    batch=64,
+    eval_points=256,
+    tabular_rows=4096,
+    images=256,
+    image_batch=32,
+    image_batches_per_call=2,
+)
 
 
 def parse_args():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="tiny sizes, one repeat, no torch.compile (smoke test)")
-    parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
-                        help="also time torch.compile'd kernels (default: on, off with --quick)")  # fmt: skip
+    parser.add_argument(
+        "--compile",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="also time torch.compile'd kernels (default: on, off with --quick)",
+    )
     parser.add_argument("--repeats", type=int, default=None, help="timed calls per operation (5; --quick: 1)")
     parser.add_argument("--warmup", type=int, default=1, help="untimed calls first (compilation happens here)")
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
-    parser.add_argument("--precision", nargs="+", choices=tuple(AUTOCAST_DTYPES), default=["fp32"],
-                        help="our flows' precisions; fp32 always runs (targets and the breakdown use it)")  # fmt: skip
+    parser.add_argument(
+        "--precision",
+        nargs="+",
+        choices=tuple(AUTOCAST_DTYPES),
+        default=["fp32"],
+        help="our flows' precisions; fp32 always runs (targets and the breakdown use it)",
+    )
     parser.add_argument("--kernel-inputs", type=int, default=None, help="spline kernel batch (default 65536)")
     parser.add_argument("--out", type=Path, default=None, help="also write the Markdown report here")
     parser.add_argument("--seed", type=int, default=0)
@@ -188,8 +217,14 @@ def nflows_flow(coupling_name: str, sizes: Sizes):
         )
 
     def conditioner(in_features, out_features):
-        return ResidualNet(in_features, out_features, hidden_features=sizes.hidden, num_blocks=sizes.blocks,
-                           dropout_probability=0.0, use_batch_norm=False)  # fmt: skip
+        return ResidualNet(
+            in_features,
+            out_features,
+            hidden_features=sizes.hidden,
+            num_blocks=sizes.blocks,
+            dropout_probability=0.0,
+            use_batch_norm=False,
+        )
 
     layers = []
     for step in range(sizes.flow_steps):
@@ -211,9 +246,13 @@ def nflows_flow(coupling_name: str, sizes: Sizes):
 # --- spline kernels -----------------------------------------------------------------------------------------------
 
 
-def our_kernel(kind):
+def spline_settings(sizes: Sizes) -> SplineSettings:
+    return SplineSettings(num_bins=sizes.bins, tail_bound=TAIL_BOUND)
+
+
+def our_kernel(kind, settings):
     def transform(inputs, params, inverse):
-        return spline(kind, inputs, params, inverse=inverse, tail_bound=TAIL_BOUND)
+        return spline(kind, inputs, params, inverse, settings)
 
     return transform
 
@@ -228,11 +267,11 @@ def original_kernel(function):
 ORIGINALS = {"lrs": original_lrs, "rq": original_rq, "quadratic": original_quadratic}
 
 
-def kernel_implementations(kind, compile_ours):
+def kernel_implementations(kind, settings, compile_ours):
     """{'ours', 'compiled', 'original'} for one family, leaving out what this run does not have."""
-    implementations = {"ours": our_kernel(kind)}
+    implementations = {"ours": our_kernel(kind, settings)}
     if compile_ours:
-        implementations["compiled"] = torch.compile(our_kernel(kind), dynamic=False)
+        implementations["compiled"] = torch.compile(our_kernel(kind, settings), dynamic=False)
     if kind in ORIGINALS:
         implementations["original"] = original_kernel(ORIGINALS[kind])
     return implementations
@@ -257,12 +296,13 @@ def kernel_calls(args):
     """{(family, operation, implementation): call} on random float32 inputs, logits N(0, 1)."""
     sizes = args.sizes
     generator = torch.Generator().manual_seed(args.seed)
+    settings = spline_settings(sizes)
     calls = {}
     for kind in FAMILIES:
         shape = (sizes.kernel_inputs, sizes.kernel_dims)
         inputs = ((2 * torch.rand(shape, generator=generator) - 1) * INPUT_HALF_RANGE).to(args.device)
-        params = torch.randn(shape + (num_params(kind, sizes.bins),), generator=generator).to(args.device)
-        for implementation, transform in kernel_implementations(kind, args.compile).items():
+        params = torch.randn(shape + (num_params(kind, settings),), generator=generator).to(args.device)
+        for implementation, transform in kernel_implementations(kind, settings, args.compile).items():
             for operation in KERNEL_OPERATIONS:
                 calls[kind, operation, implementation] = kernel_call(transform, operation, inputs, params)
     return calls
@@ -320,10 +360,18 @@ class Model:
 def our_flow(family, arch, sizes: Sizes):
     """build_tabular_flow at the POWER preset (LU + random permutation, unconditional transform, no batch norm)."""
     return build_tabular_flow(
-        sizes.features, family=family, arch=arch, num_flow_steps=sizes.flow_steps, hidden_features=sizes.hidden,
-        num_blocks=sizes.blocks, num_bins=sizes.bins, tail_bound=TAIL_BOUND, dropout=0.0, use_batch_norm=False,
-        unconditional_transform=True, linear="lu",
-    )  # fmt: skip
+        sizes.features,
+        family=family,
+        arch=arch,
+        num_flow_steps=sizes.flow_steps,
+        hidden_features=sizes.hidden,
+        num_blocks=sizes.blocks,
+        spline=spline_settings(sizes),
+        dropout=0.0,
+        use_batch_norm=False,
+        unconditional_transform=True,
+        linear="lu",
+    )
 
 
 def models(args, nflows):
@@ -332,16 +380,15 @@ def models(args, nflows):
     for precision in args.precision:
         suffix = "" if precision == "fp32" else f" {precision}"
         for family in FAMILIES:
-            for arch, tag in ARCH_TAGS.items():
+            for arch in ARCH_TAGS:
                 torch.manual_seed(args.seed)
                 flow = our_flow(family, arch, args.sizes).to(args.device)
-                built.append(Model(f"{FAMILY_NAMES[family]} ({tag}){suffix}", flow, AUTOCAST_DTYPES[precision]))
+                built.append(Model(model_label(family, arch) + suffix, flow, AUTOCAST_DTYPES[precision]))
     if nflows is not None:
-        for name, coupling in (("RQ-NSF", "PiecewiseRationalQuadraticCouplingTransform"),
-                               ("Q-NSF", "PiecewiseQuadraticCouplingTransform")):  # fmt: skip
+        for family, coupling in NFLOWS_COUPLINGS.items():
             torch.manual_seed(args.seed)
             flow = nflows_flow(coupling, args.sizes).to(args.device)
-            built.append(Model(f"nflows {name} (C)", flow, optimizer=torch.optim.Adam))
+            built.append(Model(f"nflows {model_label(family, 'coupling')}", flow, optimizer=torch.optim.Adam))
     return built
 
 
@@ -384,7 +431,7 @@ def flow_calls(args, built):
         "log_prob": {model.label: without_grad(model, lambda flow: flow.log_prob(points), device) for model in built},
         "sample": {
             model.label: without_grad(model, lambda flow: flow.sample(sizes.eval_points), device) for model in built
-        },  # fmt: skip
+        },
     }
 
 
@@ -417,10 +464,10 @@ def flow_section(args, built, times, nflows):
         lines.append("nflows rows skipped: nflows is not installed (pip install -e '.[bench]', or make bench).")
         return lines
     counts = {model.label: parameter_count(model.flow) for model in built}
-    for name in ("RQ-NSF", "Q-NSF"):
-        ours, theirs = counts[f"{name} (C)"], counts[f"nflows {name} (C)"]
+    for label in (model_label(family, "coupling") for family in NFLOWS_COUPLINGS):
+        ours, theirs = counts[label], counts[f"nflows {label}"]
         verdict = "equal" if ours == theirs else "DIFFERENT"
-        lines.append(f"- parameters, {name} (C): ours {ours:,}, nflows {theirs:,} — {verdict}")
+        lines.append(f"- parameters, {label}: ours {ours:,}, nflows {theirs:,} — {verdict}")
     lines.append(
         "- nflows 0.14's Q-NSF maps vertex logits with softplus + 1e-3 instead of NSF's exp, so it is a different "
         "function from the published Q-NSF (NSF's code, which our Q-NSF reproduces); the timing comparison still "
@@ -561,8 +608,16 @@ def image_batches(args, dataset, workers):
     """ImageBatches as the image trainer builds them (shuffle, flips, 8-bit dequantisation); a call draws
     image_batches_per_call batches. Worker start-up falls in the warm-up (the workers persist)."""
     sizes = args.sizes
-    stream = ImageBatches(dataset, sizes.image_batch, args.device, num_bits=8, num_workers=workers, shuffle=True,
-                          flip=True, seed=args.seed)  # fmt: skip
+    stream = ImageBatches(
+        dataset,
+        sizes.image_batch,
+        args.device,
+        num_bits=8,
+        num_workers=workers,
+        shuffle=True,
+        flip=True,
+        seed=args.seed,
+    )
 
     def call():
         for _ in range(sizes.image_batches_per_call):
@@ -628,21 +683,33 @@ def kernel_targets(times):
         return None if ours is None else times["lrs", operation, "original"] / ours
 
     eager = [
-        Target(f"LRS {operation} >= {EAGER_SPEED_UP_TARGET:g}x faster than the original (eager)",
-               speed_up(operation, "ours"), EAGER_SPEED_UP_TARGET, True, f"lrs {operation}, ours eager")
+        Target(
+            f"LRS {operation} >= {EAGER_SPEED_UP_TARGET:g}x faster than the original (eager)",
+            speed_up(operation, "ours"),
+            EAGER_SPEED_UP_TARGET,
+            True,
+            f"lrs {operation}, ours eager",
+        )
         for operation in ("forward", "inverse")
-    ]  # fmt: skip
+    ]
     inverse_over_forward = Target(
         f"our LRS inverse time <= {INVERSE_OVER_FORWARD_TARGET:g}x our LRS forward time",
-        times["lrs", "inverse", "ours"] / times["lrs", "forward", "ours"], INVERSE_OVER_FORWARD_TARGET, False,
+        times["lrs", "inverse", "ours"] / times["lrs", "forward", "ours"],
+        INVERSE_OVER_FORWARD_TARGET,
+        False,
         "lrs inverse, ours eager",
-    )  # fmt: skip
+    )
     compiled = [
-        Target(f"LRS {operation}, compiled ours >= {COMPILED_SPEED_UP_TARGET:g}x faster than the eager original",
-               speed_up(operation, "compiled"), COMPILED_SPEED_UP_TARGET, True, f"lrs {operation}, ours compiled",
-               "torch.compile off")
+        Target(
+            f"LRS {operation}, compiled ours >= {COMPILED_SPEED_UP_TARGET:g}x faster than the eager original",
+            speed_up(operation, "compiled"),
+            COMPILED_SPEED_UP_TARGET,
+            True,
+            f"lrs {operation}, ours compiled",
+            "torch.compile off",
+        )
         for operation in KERNEL_OPERATIONS
-    ]  # fmt: skip
+    ]
     return eager + [inverse_over_forward] + compiled
 
 
@@ -652,8 +719,14 @@ def flow_targets(flow_times, breakdown_times):
         return group[label] / group[REFERENCE] if REFERENCE in group else None
 
     def against_nflows(label, operation, limit):
-        return Target(f"our {label} {operation} <= {limit:g}x {REFERENCE}'s", over_reference(operation, label),
-                      limit, False, f"our {label} {operation}", "nflows not installed")  # fmt: skip
+        return Target(
+            f"our {label} {operation} <= {limit:g}x {REFERENCE}'s",
+            over_reference(operation, label),
+            limit,
+            False,
+            f"our {label} {operation}",
+            "nflows not installed",
+        )
 
     sampling = flow_times["sample"]
     return [
@@ -661,13 +734,23 @@ def flow_targets(flow_times, breakdown_times):
         for label in (LRS_COUPLING, RQ_COUPLING)
         for operation, limit in (("training step", STEP_OVER_NFLOWS_TARGET), ("log_prob", LOG_PROB_OVER_NFLOWS_TARGET))
     ] + [
-        Target(f"our {LRS_COUPLING} sample <= our {RQ_COUPLING} sample", sampling[LRS_COUPLING] / sampling[RQ_COUPLING],
-               1.0, False, f"our {LRS_COUPLING} sample"),
+        Target(
+            f"our {LRS_COUPLING} sample <= our {RQ_COUPLING} sample",
+            sampling[LRS_COUPLING] / sampling[RQ_COUPLING],
+            1.0,
+            False,
+            f"our {LRS_COUPLING} sample",
+        ),
         against_nflows(LRS_COUPLING, "sample", SAMPLE_OVER_NFLOWS_TARGET),
-        Target(f"share of our {LRS_COUPLING} training step beyond the conditioner networks <= "
-               f"{BEYOND_CONDITIONERS_TARGET:g}", 1 - breakdown_times["conditioners"] / breakdown_times["step"],
-               BEYOND_CONDITIONERS_TARGET, False, f"our {LRS_COUPLING} training step"),
-    ]  # fmt: skip
+        Target(
+            f"share of our {LRS_COUPLING} training step beyond the conditioner networks <= "
+            f"{BEYOND_CONDITIONERS_TARGET:g}",
+            1 - breakdown_times["conditioners"] / breakdown_times["step"],
+            BEYOND_CONDITIONERS_TARGET,
+            False,
+            f"our {LRS_COUPLING} training step",
+        ),
+    ]
 
 
 def target_lines(targets):

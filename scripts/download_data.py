@@ -1,6 +1,6 @@
 """Download a dataset, verify its MD5 and unpack it into the data root (`make data` fetches the MAF archive).
 
-Usage: python scripts/download_data.py [--dataset maf|cifar10|mnist|imagenet32|imagenet64] [--data-dir DIR]
+Usage: python scripts/download_data.py [--dataset maf|mnist|cifar10|imagenet32|imagenet64] [--data-dir DIR]
                                        [--url URL] [--md5 MD5] [--check]
 maf: the Zenodo archive, unpacked into DIR; cifar10: the Toronto tarball into DIR/cifar-10/; mnist: the four
 gzip files into DIR/mnist/MNIST/raw/; imagenet32/64: no download, prints the manual steps and exits 1.
@@ -10,32 +10,17 @@ An interrupted download resumes from its .part file; files already unpacked are 
 import argparse
 import sys
 
-from lrsflows.data.download import (
-    CIFAR10_MD5,
-    CIFAR10_ROOT,
-    CIFAR10_TOP,
-    CIFAR10_URL,
-    DOWNLOADABLE,
-    MAF_MD5,
-    MAF_URL,
-    MANUAL,
-    MNIST_RAW,
-    MNIST_URL,
-    download_cifar10,
-    download_maf,
-    download_mnist,
-    imagenet_instructions,
-)
+from lrsflows.data.download import DOWNLOADERS, imagenet_instructions
 from lrsflows.data.errors import DataError
+from lrsflows.data.specs import DOWNLOADS, Archive, Files, Manual
 from lrsflows.data.tabular import DATA_DIR_ENV, missing_datasets, resolve_data_dir
 
-DEFAULT_URLS = {"maf": MAF_URL, "cifar10": CIFAR10_URL, "mnist": MNIST_URL}
-DEFAULT_MD5S = {"maf": MAF_MD5, "cifar10": CIFAR10_MD5}
+ARCHIVES = [name for name, download in DOWNLOADS.items() if isinstance(download, Archive)]
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--dataset", choices=DOWNLOADABLE + MANUAL, default="maf", help="what to fetch (default: maf)")
+    parser.add_argument("--dataset", choices=list(DOWNLOADS), default="maf", help="what to fetch (default: maf)")
     parser.add_argument("--data-dir", help=f"data root (default: ${DATA_DIR_ENV}, else ./data)")
     parser.add_argument("--url", help="where to download from (mnist: the folder URL of the four files)")
     parser.add_argument("--md5", help="expected MD5 of the archive (maf, cifar10; mnist checks its four built-in MD5s)")
@@ -43,17 +28,17 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.check and args.dataset != "maf":
         parser.error("--check checks the five MAF tabular datasets only; leave out --dataset")
-    if args.md5 and args.dataset not in DEFAULT_MD5S:
-        parser.error(f"--md5 applies to maf and cifar10, not {args.dataset}")
+    if args.md5 and args.dataset not in ARCHIVES:
+        parser.error(f"--md5 applies to {' and '.join(ARCHIVES)}, not {args.dataset}")
     data_dir = resolve_data_dir(args.data_dir)
     if args.check:
         return check(data_dir)
-    if args.dataset in MANUAL:
+    source = DOWNLOADS[args.dataset]
+    if isinstance(source, Manual):
         print(imagenet_instructions(args.dataset, data_dir), file=sys.stderr)
         return 1
     try:
-        url, md5 = args.url or DEFAULT_URLS[args.dataset], args.md5 or DEFAULT_MD5S.get(args.dataset)
-        print(download(args.dataset, data_dir, url, md5))
+        print(download(source, data_dir, args.url or source.url, args.md5))
     except DataError as error:
         print(error, file=sys.stderr)
         return 1
@@ -63,15 +48,13 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def download(dataset: str, data_dir, url: str, md5: str | None) -> str:
-    """Fetch `dataset` and say what was done, in one line."""
-    if dataset == "mnist":
-        files = download_mnist(data_dir, url)
-        return f"{data_dir / MNIST_RAW}: {len(files)} files present with the expected MD5s."
-    if dataset == "cifar10":
-        result, folder = download_cifar10(data_dir, url, md5), data_dir / CIFAR10_ROOT / CIFAR10_TOP
-    else:
-        result, folder = download_maf(data_dir, url, md5), data_dir
+def download(source: Archive | Files, data_dir, url: str, md5: str | None) -> str:
+    """Fetch `source` and say what was done, in one line."""
+    fetch = DOWNLOADERS[source.name]
+    if isinstance(source, Files):
+        files = fetch(data_dir, url)
+        return f"{data_dir / source.folder}: {len(files)} files present with the expected MD5s."
+    result, folder = fetch(data_dir, url, md5 or source.md5), data_dir / source.destination
     if result.refused:
         print(f"refused unsafe archive members (absolute paths, '..' or links): {result.refused}", file=sys.stderr)
     return f"{folder}: {len(result.extracted)} files unpacked, {len(result.kept)} already present."

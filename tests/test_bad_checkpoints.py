@@ -94,9 +94,13 @@ FOR_EVAL = {
     "an unknown arch": (
         "sample",
         edited("lrs", settings("model", arch="foo")),
-        r"config\.model\.arch .*'foo', expected one of \[coupling, autoregressive\]",
+        r"config\.model\.arch='foo' is not one of the choices: coupling, autoregressive",
     ),
-    "an unknown family": ("eval", edited("lrs", settings("model", family="bogus")), r"config\.model\.family .*'bogus'"),
+    "an unknown family": (
+        "eval",
+        edited("lrs", settings("model", family="bogus")),
+        r"config\.model\.family='bogus' is not one of the choices: lrs, rq",
+    ),
     "a text file": ("eval", lambda runs, path: path.write_text("not a checkpoint\n"), "cannot be read"),
     "an empty file": ("eval", lambda runs, path: path.write_bytes(b""), "cannot be read"),
     "a truncated zip": ("eval", truncated, "cannot be read"),

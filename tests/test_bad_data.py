@@ -91,9 +91,13 @@ def test_a_malicious_cifar10_batch_is_refused_and_never_run(tmp_path):
     path, marker = root / CIFAR_TORCHVISION / "data_batch_3", tmp_path / "marker"
     write_malicious_pickle(path, marker)
     sentence = refused(
-        "experiment=smoke/images", "dataset=cifar10", "dataset.num_workers=0", "trainer.progress_bar=false",
-        data_dir=root, cwd=tmp_path,
-    )  # fmt: skip
+        "experiment=smoke/images",
+        "dataset=cifar10",
+        "dataset.num_workers=0",
+        "trainer.progress_bar=false",
+        data_dir=root,
+        cwd=tmp_path,
+    )
     assert sentence == (
         f"{path} asks the unpickler for {os.system.__module__}.system, which no CIFAR-10 batch needs, so it was not "
         f"loaded (the file may be malicious); delete it and run `python scripts/download_data.py --dataset cifar10 "

@@ -78,6 +78,42 @@ def test_a_setting_outside_its_range_is_one_sentence_before_any_work(overrides, 
     line = assert_one_sentence(completed)
     assert named in line, line
     assert not [path for path in tmp_path.rglob("*") if path.is_file()], "a refused command wrote files"
+
+
+@pytest.mark.parametrize(
+    "overrides, named",
+    [
+        ([*TINY, "model.family=splne"], "model.family='splne' is not one of the choices: lrs, rq, quadratic"),
+        (
+            [*TINY, "model.linear=householder"],
+            "model.linear='householder' is not one of the choices: lu, permutation, none",
+        ),
+        (
+            [*TINY, "model.unconditional_init=zeros"],
+            "model.unconditional_init='zeros' is not one of the choices: original",
+        ),
+        # A setting another data kind reads would be ignored, yet name the run dir: refused, the key named.
+        (
+            [*TINY, "model.num_levels=3"],
+            "model.num_levels=3 applies only to image data, but dataset checkerboard is toy2d",
+        ),
+        ([*TINY, "dataset.flip=true"], "dataset.flip=True applies only to image data"),
+        ([*TINY, "dataset=power", "dataset.num_train=10"], "dataset.num_train=10 applies only to toy2d data"),
+        (
+            ["experiment=paper/mnist", "dataset=rings"],
+            "model.num_levels=2 applies only to image data, but dataset rings",
+        ),
+        (["experiment=smoke/images", "model.linear=lu"], "model.linear='lu' applies only to tabular and toy2d data"),
+    ],
+    ids=lambda value: (
+        " ".join(value[len(TINY) :] if value[: len(TINY)] == TINY else value) if isinstance(value, list) else None
+    ),
+)
+def test_a_choice_outside_its_registry_or_kind_is_one_sentence_and_leaves_nothing(overrides, named, tmp_path):
+    completed = lrsflows(*overrides, cwd=tmp_path, check=False)
+    line = assert_one_sentence(completed)
+    assert named in line, line
+    assert not list(tmp_path.iterdir()), "a refused command left files or folders"
     assert not list(tmp_path.rglob("seed0*")), "a refused command left its run dir"
 
 

@@ -12,8 +12,10 @@ def test_quick_report_has_every_section_and_bf16_rows(tmp_path):
     out = tmp_path / "report.md"
     run = subprocess.run(
         [sys.executable, str(SCRIPT), "--quick", "--precision", "bf16", "--threads", "1", "--out", str(out)],
-        capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert run.returncode == 0, run.stderr[-2000:]
     report = out.read_text()
     assert report.strip() == run.stdout.strip()

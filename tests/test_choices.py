@@ -5,8 +5,9 @@ is applied), builds the model the composed config describes, checks its size aga
 the composed config and the spline registry, and runs two real training steps (the Trainer, the real batch
 streams) on tiny generated data of the dataset's true shape: a finite loss, and every parameter moved.
 
-Every value list here comes from the schema's Enums and the conf/ directory listings at collection time;
-nothing is typed by hand. Paper presets keep their model sizes; only the batch and the data are tiny.
+Every value list here comes from the registries the schema names (families, archs, linear layers,
+preprocessings, data kinds), its Enums and bools, and the conf/ directory listings at collection time; nothing
+is typed by hand. Paper presets keep their model sizes; only the batch and the data are tiny.
 """
 
 import dataclasses
@@ -26,18 +27,20 @@ from omegaconf import OmegaConf
 import lrsflows.cli  # noqa: F401  (registers the schema and the run-dir resolvers the primary config uses)
 from lrsflows import config as schema
 from lrsflows.cli import CONFIG_DIR
-from lrsflows.config import Arch, DatasetKind, Linear, Precision, Task
+from lrsflows.config import Precision, Task
 from lrsflows.data.image_datasets import TensorImages
-from lrsflows.data.images import IMAGE_SHAPES, ImageSplits
+from lrsflows.data.images import ImageSplits
+from lrsflows.data.specs import dataset_spec
 from lrsflows.data.splits import Splits
-from lrsflows.data.tabular import FEATURES
 from lrsflows.errors import RunError
-from lrsflows.splines import num_params
-from lrsflows.train import checkpoint, distributed, tasks
+from lrsflows.flows.tabular import ARCHITECTURES
+from lrsflows.splines import SplineSettings
+from lrsflows.train import checkpoint, distributed, kinds, tasks
+from lrsflows.train.kinds import KINDS
 from lrsflows.train.trainer import Trainer
 from lrsflows.transforms.autoregressive import AutoregressiveTransform
 from lrsflows.transforms.coupling import CouplingTransform
-from lrsflows.transforms.elementwise import AffineMap
+from lrsflows.transforms.elementwise import elementwise_families, elementwise_map
 from lrsflows.transforms.normalization import ActNorm
 
 CONF = Path(CONFIG_DIR)
@@ -65,9 +68,9 @@ TWO_STEPS = {
     "trainer.devices": 1,
 }
 TINY_BATCH = {
-    DatasetKind.image: {"trainer.batch_size": 2, "trainer.eval_batch_size": 2, "dataset.num_workers": 0},
-    DatasetKind.tabular: {"trainer.batch_size": 8, "trainer.eval_batch_size": 16},
-    DatasetKind.toy2d: {
+    "image": {"trainer.batch_size": 2, "trainer.eval_batch_size": 2, "dataset.num_workers": 0},
+    "tabular": {"trainer.batch_size": 8, "trainer.eval_batch_size": 16},
+    "toy2d": {
         "trainer.batch_size": 8,
         "trainer.eval_batch_size": 16,
         "dataset.num_train": 64,
@@ -115,25 +118,26 @@ def compose_tiny_run(settings: dict) -> schema.Config:
 def generated_data(monkeypatch):
     """Tabular files and image datasets replaced by random data of the dataset's real shape and type: standardised
     float vectors, uint8 images (the real stream dequantises them); 2-D densities are generated as usual."""
-    real_load_splits = tasks.load_splits
+    real_load_splits = kinds.load_splits
 
     def load_splits(name, kind, data_dir, num_train, num_val, num_test, seed):
-        if kind != DatasetKind.tabular:
+        if kind != "tabular":
             return real_load_splits(name, kind, data_dir, num_train, num_val, num_test, seed)
         generator = torch.Generator().manual_seed(seed)
-        return Splits(*(torch.randn(size, FEATURES[name], generator=generator) for size in NUM_VECTORS.values()))
+        features = dataset_spec(name).features
+        return Splits(*(torch.randn(size, features, generator=generator) for size in NUM_VECTORS.values()))
 
     def load_image_splits(name, data_dir, valid_frac, seed):
         generator = torch.Generator().manual_seed(seed)
-        shape = IMAGE_SHAPES[name]
+        shape = dataset_spec(name).shape
         splits = {
             split: TensorImages(torch.randint(0, 256, (size, *shape), generator=generator, dtype=torch.uint8))
             for split, size in NUM_IMAGES.items()
         }
         return ImageSplits(splits["train"], splits["val"], splits["test"], np.arange(NUM_IMAGES["val"]), shape)
 
-    monkeypatch.setattr(tasks, "load_splits", load_splits)
-    monkeypatch.setattr(tasks, "load_image_splits", load_image_splits)
+    monkeypatch.setattr(kinds, "load_splits", load_splits)
+    monkeypatch.setattr(kinds, "load_image_splits", load_image_splits)
 
 
 @pytest.fixture
@@ -166,9 +170,7 @@ def one_thread():
 
 def params_per_element(model: schema.ModelConfig) -> int:
     """What one element's map takes: the family's spline parameters for model.num_bins, or the affine map's."""
-    if model.family == schema.Family.affine:
-        return AffineMap.num_params
-    return num_params(model.family.value, model.num_bins)
+    return elementwise_map(model.family, SplineSettings.of(model)).num_params
 
 
 def lu_parameters(features: int) -> int:
@@ -188,18 +190,18 @@ def vector_flow_expectations(model: schema.ModelConfig, features: int) -> tuple[
     """(total parameters, conditioner output widths per step) of the tabular/2-D flow the config describes:
     num_flow_steps x [linear layer, coupling or MADE step], then a last linear layer."""
     per_element = params_per_element(model)
-    linear = lu_parameters(features) if model.linear == Linear.lu else 0
+    linear = lu_parameters(features) if model.linear == "lu" else 0
     total = (model.num_flow_steps + 1) * linear
     widths = []
     for step in range(model.num_flow_steps):
-        if model.arch == Arch.coupling:
+        if model.arch == "coupling":
             transformed = math.ceil(features / 2) if step % 2 == 0 else features // 2  # alternating masks
             kept = features - transformed
             widths.append(transformed * per_element)
             total += residual_net_parameters(
                 kept, widths[-1], model.hidden_features, model.num_blocks, model.use_batch_norm
             )
-            if model.unconditional_transform and model.family != schema.Family.affine:
+            if model.unconditional_transform and elementwise_families()[model.family].unconditional:
                 total += kept * per_element
         else:
             widths.append(features * per_element)
@@ -237,14 +239,14 @@ def image_flow_expectations(model: schema.ModelConfig, shape: tuple[int, int, in
 
 def check_model_size(flow: torch.nn.Module, config: schema.Config, data: tasks.RunData) -> None:
     model = config.model
-    if data.kind == DatasetKind.image:
+    if config.dataset.kind == "image":
         total, widths = image_flow_expectations(model, data.shape)
         steps = [module for module in flow.modules() if isinstance(module, CouplingTransform)]
         got = [step.conditioner.final.out_channels for step in steps]
         assert sum(isinstance(module, ActNorm) for module in flow.modules()) == (len(widths) if model.actnorm else 0)
     else:
         total, widths = vector_flow_expectations(model, data.shape[0])
-        if model.arch == Arch.coupling:
+        if model.arch == "coupling":
             steps = [module for module in flow.modules() if isinstance(module, CouplingTransform)]
             got = [step.conditioner.final.out_features for step in steps]
         else:
@@ -284,7 +286,7 @@ def train_two_steps(config: schema.Config, checkpoints: dict[str, int]) -> None:
         process = distributed.join(config.trainer.device)
         tasks.seed_everything(config.seed)
         data = tasks.load_data(config.dataset, config.paths.data_dir, config.trainer, config.seed, process)
-        flow = tasks.build_flow(config.model, data, process.device)
+        flow = tasks.build_flow(config, data, process.device)
         check_model_size(flow, config, data)
         assert all(parameter.dtype == data.dtype for parameter in flow.parameters())
         before = {name: parameter.detach().clone() for name, parameter in flow.named_parameters()}
@@ -296,10 +298,10 @@ def train_two_steps(config: schema.Config, checkpoints: dict[str, int]) -> None:
             config.trainer,
             Path("checkpoints"),  # written into `checkpoints` (the fixture), not to disk
             recorder,
-            {"config": tasks.plain(config)},
+            {"config": schema.plain(config)},
             process,
             pictures=None,
-            image_dimension=math.prod(data.shape) if data.kind == DatasetKind.image else None,
+            image_dimension=KINDS[config.dataset.kind].loss_scale(data),
         )
         trainer.fit()
     finally:
@@ -316,9 +318,9 @@ def train_two_steps(config: schema.Config, checkpoints: dict[str, int]) -> None:
 
 def refused(config: schema.Config) -> str | None:
     """Why the code refuses this combination up front (image flows: coupling only, and not in float64)."""
-    if config.dataset.kind != DatasetKind.image:
+    if config.dataset.kind != "image":
         return None
-    if config.model.arch != Arch.coupling:
+    if config.model.arch != "coupling":
         return "model.arch=coupling"
     if config.trainer.precision == Precision.fp64:
         return "fp64"
@@ -338,7 +340,7 @@ def run_case(settings: dict, checkpoints: dict[str, int]) -> None:
 # ------------------------------------------------------------------ (a) every paper preset with every model
 
 
-@pytest.mark.parametrize("arch", list(Arch), ids=lambda arch: arch.value)
+@pytest.mark.parametrize("arch", list(ARCHITECTURES))
 @pytest.mark.parametrize("model", MODELS)
 @pytest.mark.parametrize("experiment", PAPER)
 def test_every_paper_preset_with_every_model_trains(experiment, model, arch, checkpoints):
@@ -356,31 +358,32 @@ def test_every_other_experiment_with_every_model_trains(experiment, model, check
 def test_every_dataset_trains(dataset, checkpoints):
     """Each dataset on a small model of its kind (2-D: toy2d, tabular: a tiny model, images: smoke/images)."""
     kind = compose_config({"dataset": dataset}).dataset.kind
-    base = {DatasetKind.toy2d: BASES["2d"], DatasetKind.tabular: TINY_VECTOR_MODEL, DatasetKind.image: BASES["image"]}[
-        kind
-    ]
+    base = {"toy2d": BASES["2d"], "tabular": TINY_VECTOR_MODEL, "image": BASES["image"]}[kind]
     run_case({**base, "dataset": dataset}, checkpoints)
 
 
 def test_the_datasets_cover_every_dataset_kind():
     kinds = {compose_config({"dataset": dataset}).dataset.kind for dataset in DATASETS}
-    assert kinds == set(DatasetKind)
+    assert kinds == set(KINDS)
 
 
 # ------------------------------------------------------------------------ (b) every value of every schema field
 
 
 def schema_choices() -> list[tuple[str, object]]:
-    """(dotted key, value) for every value of every Enum or bool field of the dataset, model and trainer sections;
-    dataset.kind is set by the dataset group (walked above) and the task is walked below."""
+    """(dotted key, value) for every value of every named choice (a registry's keys), Enum or bool field of the
+    dataset, model and trainer sections; dataset.kind is set by the dataset (walked above), the task below."""
     choices = []
-    sections = typing.get_type_hints(schema.Config)
+    config = schema.Config()
     for section in ("dataset", "model", "trainer"):
-        for name, kind in typing.get_type_hints(sections[section]).items():
-            key = f"{section}.{name}"
+        for spec in dataclasses.fields(getattr(config, section)):
+            key = f"{section}.{spec.name}"
+            kind = typing.get_type_hints(type(getattr(config, section)))[spec.name]
             if key == "dataset.kind":
                 continue
-            if isinstance(kind, type) and issubclass(kind, enum.Enum):
+            if "registry" in spec.metadata:
+                choices += [(key, value) for value in schema.choices_of(spec)]
+            elif isinstance(kind, type) and issubclass(kind, enum.Enum):
                 choices += [(key, value) for value in kind]
             elif kind is bool:
                 choices += [(key, value) for value in (False, True)]
@@ -388,6 +391,14 @@ def schema_choices() -> list[tuple[str, object]]:
 
 
 CHOICES = schema_choices()
+# The data kind of each base: a setting only walks the bases whose kind reads it.
+BASE_KINDS = {"2d": "toy2d", "image": "image"}
+
+
+def applies(key: str, base: str) -> bool:
+    section, name = key.split(".")
+    spec = next(spec for spec in dataclasses.fields(getattr(schema, f"{section.title()}Config")) if spec.name == name)
+    return spec.metadata.get("kinds") is None or BASE_KINDS[base] in spec.metadata["kinds"]
 
 
 def choice_id(choice) -> str:
@@ -395,23 +406,26 @@ def choice_id(choice) -> str:
     return f"{key}={value.value if isinstance(value, enum.Enum) else str(value).lower()}"
 
 
-def test_the_walk_covers_every_enum_of_the_schema():
-    enums = {
-        kind
-        for section in typing.get_type_hints(schema.Config).values()
-        if dataclasses.is_dataclass(section)
-        for kind in typing.get_type_hints(section).values()
-        if isinstance(kind, type) and issubclass(kind, enum.Enum)
-    }
-    walked = {type(value) for _, value in CHOICES if isinstance(value, enum.Enum)}
-    assert walked == enums - {DatasetKind}
-    assert {Arch, Linear, Precision, schema.Family, schema.Preprocessing} <= walked
+def test_the_walk_covers_every_named_choice_of_the_schema():
+    """Every registry-backed field, and every Enum, is walked on at least one base whose kind reads it."""
+    named = {
+        f"{section}.{spec.name}"
+        for section in ("dataset", "model", "trainer")
+        for spec in dataclasses.fields(getattr(schema, f"{section.title()}Config"))
+        if "registry" in spec.metadata
+    } - {"dataset.kind"}
+    walked = {key for key, _ in CHOICES}
+    assert named <= walked
+    assert {"model.family", "model.arch", "model.linear", "model.preprocessing", "trainer.precision"} <= walked
+    assert all(any(applies(key, base) for base in BASES) for key in walked)
 
 
 @pytest.mark.parametrize("choice", CHOICES, ids=choice_id)
 @pytest.mark.parametrize("base", sorted(BASES))
 def test_every_value_of_every_field_trains(base, choice, checkpoints):
     key, value = choice
+    if not applies(key, base):
+        pytest.skip(f"{key} is not read by {BASE_KINDS[base]} data (given, it is refused; test_bad_input checks that)")
     if base == "image" and key == "trainer.compile" and value:
         pytest.skip(
             "compiling the image flow takes about a minute on 2 CPU cores with a cold inductor cache (it "
@@ -420,8 +434,8 @@ def test_every_value_of_every_field_trains(base, choice, checkpoints):
     run_case({**BASES[base], key: value}, checkpoints)
 
 
-@pytest.mark.parametrize("arch", list(Arch), ids=lambda arch: arch.value)
-@pytest.mark.parametrize("family", list(schema.Family), ids=lambda family: family.value)
+@pytest.mark.parametrize("arch", list(ARCHITECTURES))
+@pytest.mark.parametrize("family", list(elementwise_families()))
 def test_every_family_with_every_arch_trains(family, arch, checkpoints):
     run_case({**BASES["2d"], "model.family": family, "model.arch": arch}, checkpoints)
 

@@ -42,9 +42,13 @@ def environment(extra: dict | None = None) -> dict:
 def lrsflows(*overrides: str, cwd: Path, env: dict | None = None, check: bool = True) -> subprocess.CompletedProcess:
     """`python -m lrsflows ...` in `cwd` with one thread, as a user would run it."""
     completed = subprocess.run(
-        [sys.executable, "-m", "lrsflows", *overrides], cwd=cwd, env=environment(env), capture_output=True, text=True,
+        [sys.executable, "-m", "lrsflows", *overrides],
+        cwd=cwd,
+        env=environment(env),
+        capture_output=True,
+        text=True,
         timeout=300,
-    )  # fmt: skip
+    )
     if check and completed.returncode != 0:
         raise AssertionError(f"lrsflows {' '.join(overrides)} failed:\n{completed.stdout}\n{completed.stderr}")
     return completed
@@ -54,9 +58,14 @@ def start(arguments: list[str], cwd: Path) -> subprocess.Popen:
     """`python -m lrsflows ...` started in the background (output captured), in its own process group so a signal
     to the group reaches a launcher's workers too."""
     return subprocess.Popen(
-        [sys.executable, "-m", "lrsflows", *arguments], cwd=cwd, env=environment(), stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE, text=True, start_new_session=True,
-    )  # fmt: skip
+        [sys.executable, "-m", "lrsflows", *arguments],
+        cwd=cwd,
+        env=environment(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
 
 
 def run_dir_of(completed: subprocess.CompletedProcess) -> Path:
@@ -338,8 +347,17 @@ def test_a_short_image_run_writes_bits_per_dim_sample_grids_and_tensorboard_pict
 def test_a_checkpoint_from_before_the_family_rename_still_scores_as_trained(tmp_path):
     """Checkpoints written when family 'quadratic' meant the C1 spline (and had no unconditional_init) load as
     quadratic_c1, so an old Q-NSF checkpoint is never silently evaluated as NSF's different function."""
-    trained = run_dir_of(lrsflows(*TINY_2D, "dataset=gaussian", "model=q_nsf", "model.family=quadratic_c1",
-                                  "trainer.max_steps=20", "trainer.val_every=10", cwd=tmp_path))  # fmt: skip
+    trained = run_dir_of(
+        lrsflows(
+            *TINY_2D,
+            "dataset=gaussian",
+            "model=q_nsf",
+            "model.family=quadratic_c1",
+            "trainer.max_steps=20",
+            "trainer.val_every=10",
+            cwd=tmp_path,
+        )
+    )
     state = torch.load(tmp_path / trained / "checkpoints" / "best.pt", weights_only=True)
     del state["config"]["model"]["unconditional_init"]
     state["config"]["model"]["family"] = "quadratic"

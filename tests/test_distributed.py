@@ -14,6 +14,7 @@ from test_bad_input import assert_one_sentence
 from test_cli import TINY_2D, lrsflows, run_dir_of, start
 
 from lrsflows.flows import build_tabular_flow
+from lrsflows.splines import SplineSettings
 from lrsflows.train import distributed
 from lrsflows.transforms.normalization import ActNorm
 
@@ -162,7 +163,9 @@ def test_bf16_autocast_trains_without_nan_close_to_fp32(tmp_path):
 
 
 def test_compiled_log_prob_equals_eager():
-    flow = build_tabular_flow(4, "lrs", num_flow_steps=2, hidden_features=16, num_blocks=1, num_bins=4)
+    flow = build_tabular_flow(
+        4, "lrs", num_flow_steps=2, hidden_features=16, num_blocks=1, spline=SplineSettings(num_bins=4)
+    )
     inputs = torch.randn(256, 4)
     with torch.no_grad():
         assert torch.allclose(torch.compile(flow)(inputs), flow.log_prob(inputs), atol=1e-5)

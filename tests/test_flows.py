@@ -1,27 +1,35 @@
 """Builders and Flow: exact inverses, densities that agree with samples and integrate to 1, parameter counts."""
 
 import math
+import re
 
 import pytest
 import torch
 from conftest import jacobian_logabsdet, perturb_
 
 from lrsflows.flows import BoxUniform, Flow, build_image_flow, build_tabular_flow
+from lrsflows.flows.image import PREPROCESSINGS
+from lrsflows.flows.tabular import ARCHITECTURES, LINEAR_LAYERS
 from lrsflows.nets import ResidualNet
-from lrsflows.splines import num_params
+from lrsflows.splines import FAMILIES, SplineSettings, num_params
 from lrsflows.transforms.coupling import CouplingTransform, alternating_mask
-from lrsflows.transforms.elementwise import FAMILY_CHOICES, elementwise_map
+from lrsflows.transforms.elementwise import elementwise_families, elementwise_map
 
-ARCHES = ["coupling", "autoregressive"]
+ARCHES = list(ARCHITECTURES)
+ELEMENTWISE = list(elementwise_families())
+
+
+def bins(count):
+    return SplineSettings(num_bins=count)
 
 
 def small_tabular(family, arch, features=4):
-    flow = build_tabular_flow(features, family, arch, num_flow_steps=3, hidden_features=16, num_bins=5, dropout=0.1)
+    flow = build_tabular_flow(features, family, arch, num_flow_steps=3, hidden_features=16, spline=bins(5), dropout=0.1)
     return perturb_(flow.double(), scale=0.2).eval()
 
 
 @pytest.mark.parametrize("arch", ARCHES)
-@pytest.mark.parametrize("family", FAMILY_CHOICES)
+@pytest.mark.parametrize("family", ELEMENTWISE)
 def test_tabular_flow_is_exactly_invertible_with_autograd_logdet(family, arch):
     flow = small_tabular(family, arch)
     inputs = 2.0 * torch.randn(32, 4, dtype=torch.float64)
@@ -35,7 +43,7 @@ def test_tabular_flow_is_exactly_invertible_with_autograd_logdet(family, arch):
 
 
 @pytest.mark.parametrize("arch", ARCHES)
-@pytest.mark.parametrize("family", FAMILY_CHOICES)
+@pytest.mark.parametrize("family", ELEMENTWISE)
 def test_log_prob_of_samples_matches_sample_and_log_prob(family, arch):
     flow = small_tabular(family, arch)
     samples, log_density = flow.sample_and_log_prob(200, temperature=0.8)
@@ -43,9 +51,11 @@ def test_log_prob_of_samples_matches_sample_and_log_prob(family, arch):
     assert flow.sample(7).shape == (7, 4)
 
 
-@pytest.mark.parametrize("family", ["lrs", "rq", "quadratic", "quadratic_c1"])
+@pytest.mark.parametrize("family", list(FAMILIES))
 def test_two_dimensional_density_integrates_to_one(family):
-    flow = build_tabular_flow(2, family, "coupling", num_flow_steps=4, hidden_features=32, num_bins=8, linear="none")
+    flow = build_tabular_flow(
+        2, family, "coupling", num_flow_steps=4, hidden_features=32, spline=bins(8), linear="none"
+    )
     flow = perturb_(flow.double(), scale=0.05).eval()  # larger moves make spikes finer than the grid
     side = torch.linspace(-9, 9, 601, dtype=torch.float64)
     grid = torch.cartesian_prod(side, side)
@@ -80,10 +90,10 @@ def test_unconditional_map_initialisation(family, init, expected):
     override it. 6 steps x 5 identity features x 15 or 31 parameters: 450-930 draws."""
     torch.manual_seed(0)
     flow = build_tabular_flow(
-        10, family, "coupling", num_flow_steps=6, hidden_features=8, num_bins=8, unconditional_init=init
+        10, family, "coupling", num_flow_steps=6, hidden_features=8, spline=bins(8), unconditional_init=init
     )
     values = unconditional_params(flow)
-    assert values.numel() == 6 * 5 * num_params(family, 8)
+    assert values.numel() == 6 * 5 * num_params(family, bins(8))
     if expected == "uniform":
         assert values.min() >= 0 and values.max() < 1
         assert abs(values.mean().item() - 0.5) < 0.05 and abs(values.std().item() - math.sqrt(1 / 12)) < 0.03
@@ -97,22 +107,12 @@ def test_unconditional_init_is_refused_when_unknown():
         build_tabular_flow(4, "lrs", "coupling", num_flow_steps=1, hidden_features=8, unconditional_init="randn")
 
 
-def test_config_choices_are_the_libraries():
-    """The Hydra schema's enums list exactly the families and initialisations the library accepts."""
-    from lrsflows.config import Family, ModelConfig, UnconditionalInit
-    from lrsflows.splines.registry import INIT_CHOICES
-
-    assert [member.value for member in Family] == list(FAMILY_CHOICES)
-    assert [member.value for member in UnconditionalInit] == list(INIT_CHOICES)
-    assert ModelConfig.unconditional_init == UnconditionalInit.original
-
-
 def test_uniform_base_flow_on_the_box():
     """The face set-up: a spline on its box with no tails and a uniform base on the same box."""
     transform = CouplingTransform(
         alternating_mask(2),
         lambda i, o: ResidualNet(i, o, hidden_features=8),
-        elementwise_map("lrs", num_bins=8, tails=None, tail_bound=1.0),
+        elementwise_map("lrs", SplineSettings(num_bins=8, tails=None, tail_bound=1.0)),
     )
     flow = perturb_(Flow(transform, BoxUniform([2], low=-1.0, high=1.0)).double())
     samples, log_density = flow.sample_and_log_prob(500)
@@ -126,7 +126,7 @@ def test_uniform_base_flow_on_the_box():
 
 def tabular_parameter_count(features, family, arch, steps, hidden, blocks, bins):
     """Closed form of docs/architectures.md §Tabular and 2-D flows: (S + 1) LU layers (D^2 + D each) and S conditioners."""
-    per_element = 2 if family == "affine" else num_params(family, bins)
+    per_element = elementwise_map(family, SplineSettings(num_bins=bins)).num_params
     lu = features * features + features
     residual_blocks = blocks * 2 * (hidden * hidden + hidden)
     total = (steps + 1) * lu
@@ -139,7 +139,7 @@ def tabular_parameter_count(features, family, arch, steps, hidden, blocks, bins)
         transformed = (features + 1) // 2 if step % 2 == 0 else features // 2
         identity = features - transformed
         total += identity * hidden + hidden + residual_blocks + (hidden + 1) * transformed * per_element
-        total += identity * per_element if family != "affine" else 0  # unconditional transform
+        total += identity * per_element if elementwise_families()[family].unconditional else 0
     return total
 
 
@@ -172,7 +172,7 @@ def test_tabular_parameter_counts(dataset, family, arch):
         num_flow_steps=settings["steps"],
         hidden_features=settings["hidden"],
         num_blocks=settings["blocks"],
-        num_bins=settings["bins"],
+        spline=bins(settings["bins"]),
     )
     count = sum(parameter.numel() for parameter in flow.parameters())
     assert count == tabular_parameter_count(family=family, arch=arch, **settings)
@@ -181,7 +181,7 @@ def test_tabular_parameter_counts(dataset, family, arch):
 
 def image_parameter_count(shape, family, levels, steps, hidden, blocks, bins, multi_scale=False):
     """Closed form of docs/architectures.md §Image flows (batch norm in the conditioners, no unconditional map)."""
-    per_element = 2 if family == "affine" else num_params(family, bins)
+    per_element = elementwise_map(family, SplineSettings(num_bins=bins)).num_params
     channels, total = shape[0], 0
     for level in range(levels):
         if multi_scale and level > 0:
@@ -208,7 +208,7 @@ def test_cifar10_parameter_counts(family):
         steps_per_level=7,
         hidden_channels=96,
         num_blocks=3,
-        num_bins=4,
+        spline=bins(4),
     )
     count = sum(parameter.numel() for parameter in flow.parameters())
     assert count == image_parameter_count((3, 32, 32), family, **settings)
@@ -229,7 +229,7 @@ def test_imagenet64_parameter_counts(family):
         steps_per_level=7,
         hidden_channels=96,
         num_blocks=3,
-        num_bins=8,
+        spline=bins(8),
         multi_scale=True,
     )
     count = sum(parameter.numel() for parameter in flow.parameters())
@@ -238,9 +238,14 @@ def test_imagenet64_parameter_counts(family):
 
 
 def test_builder_errors_name_the_choices():
-    with pytest.raises(ValueError, match="choose one of"):
-        build_tabular_flow(4, "lsr")
-    with pytest.raises(ValueError, match="choose one of"):
-        build_tabular_flow(4, "lrs", arch="foo")
+    for registry, options in [
+        (elementwise_families(), dict(family="lsr")),
+        (ARCHITECTURES, dict(arch="foo")),
+        (LINEAR_LAYERS, dict(linear="foo")),
+    ]:
+        with pytest.raises(ValueError, match=re.escape(f"choose one of {list(registry)}.")):
+            build_tabular_flow(4, **options)
+    with pytest.raises(ValueError, match=re.escape(f"choose one of {list(PREPROCESSINGS)}.")):
+        build_image_flow(preprocessing="foo")
     with pytest.raises(ValueError, match="divisible"):
         build_image_flow((3, 30, 30), num_levels=2)

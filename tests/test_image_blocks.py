@@ -11,11 +11,14 @@ import torch
 from torch.autograd.functional import jacobian
 
 from lrsflows.flows.image import build_image_flow, preprocessing_transform
+from lrsflows.splines import SplineSettings
 from lrsflows.transforms.base import CompositeTransform
+from lrsflows.transforms.elementwise import elementwise_families
 from lrsflows.transforms.normalization import ActNorm, BatchNorm
-from lrsflows.transforms.reshape import AffineScalar, Flatten, MultiscaleComposite, Squeeze
+from lrsflows.transforms.pointwise import AffineScalar
+from lrsflows.transforms.reshape import Flatten, MultiscaleComposite, Squeeze
 
-FAMILIES = ["lrs", "rq", "quadratic", "quadratic_c1", "affine"]
+FAMILIES = list(elementwise_families())
 
 
 @pytest.fixture(autouse=True)
@@ -199,7 +202,7 @@ def tiny_image_flow(family, multi_scale, shape=(1, 4, 4), **options):
         steps_per_level=2,
         hidden_channels=8,
         num_blocks=1,
-        num_bins=4,
+        spline=SplineSettings(num_bins=4),
         multi_scale=multi_scale,
         **options,
     )

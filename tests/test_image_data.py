@@ -21,7 +21,8 @@ from torch.utils.data import ConcatDataset, DataLoader, random_split
 from lrsflows.data.cifar10 import read_cifar10
 from lrsflows.data.errors import DataError
 from lrsflows.data.image_datasets import NpyImages
-from lrsflows.data.images import IMAGE_SHAPES, load_image_splits, split_training_set
+from lrsflows.data.images import load_image_splits, split_training_set
+from lrsflows.data.specs import dataset_spec
 
 REPO = Path(__file__).resolve().parents[1]
 REAL_SAMPLES = Path(os.environ.get("LRSFLOWS_REAL_SAMPLES", REPO.parent / "shared" / "data"))
@@ -121,7 +122,7 @@ def test_cifar10_train_is_the_five_batches_in_order_and_splits_follow_randperm(c
     np.testing.assert_array_equal(stacked(splits.train), train[permutation[6:]])
     np.testing.assert_array_equal(stacked(splits.test), test)
     item = splits.train[0]
-    assert item.dtype == torch.uint8 and item.shape == (3, 32, 32) and splits.shape == IMAGE_SHAPES["cifar10"]
+    assert item.dtype == torch.uint8 and item.shape == (3, 32, 32) and splits.shape == dataset_spec("cifar10").shape
     assert splits.val_indices.dtype == np.int64
 
 

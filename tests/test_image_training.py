@@ -93,9 +93,7 @@ def test_image_grid_places_images_row_by_row_with_padding():
 
 
 def test_sample_grids_and_reconstruction_of_a_tiny_image_flow():
-    flow = build_image_flow(
-        (1, 4, 4), "lrs", num_levels=1, steps_per_level=1, hidden_channels=4, num_blocks=1, num_bins=4
-    )
+    flow = build_image_flow((1, 4, 4), "lrs", num_levels=1, steps_per_level=1, hidden_channels=4, num_blocks=1)
     grids = sample_grids(flow, num_bits=8, num_samples=6)
     assert sorted(grids) == [0.5, 0.75, 1.0]
     assert all(grid.dtype == torch.uint8 and grid.shape == (1, 1 * 5 + 1, 8 * 5 + 1) for grid in grids.values())

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from lrsflows.splines import num_params, spline
+from lrsflows.splines import SplineSettings, num_params, spline
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 from original_splines import original_lrs, original_quadratic, original_rq  # noqa: E402
@@ -23,11 +23,17 @@ TAIL_BOUND = 3.0
 ORIGINALS = {"lrs": original_lrs, "rq": original_rq, "quadratic": original_quadratic}
 
 
+def settings(num_bins=NUM_BINS):
+    return SplineSettings(num_bins=num_bins, tail_bound=TAIL_BOUND)
+
+
 def random_splines(kind, count, logit_scale, input_half_range, dtype, seed, num_bins=NUM_BINS):
     """Inputs uniform in [-r, r] and logits logit_scale * N(0, 1), one spline per input."""
     generator = torch.Generator().manual_seed(seed)
     inputs = (2 * torch.rand(count, generator=generator, dtype=torch.float64) - 1) * input_half_range
-    params = logit_scale * torch.randn(count, num_params(kind, num_bins), generator=generator, dtype=torch.float64)
+    params = logit_scale * torch.randn(
+        count, num_params(kind, settings(num_bins)), generator=generator, dtype=torch.float64
+    )
     return inputs.to(dtype), params.to(dtype)
 
 
@@ -37,7 +43,7 @@ def test_agrees_with_original_in_float64(kind, inverse):
     inputs, params = random_splines(kind, 20_000, logit_scale=1.0, input_half_range=4.0, dtype=torch.float64, seed=0)
     assert (inputs.abs() > TAIL_BOUND).any() and (inputs.abs() < TAIL_BOUND).any()
 
-    outputs, logabsdet = spline(kind, inputs, params, inverse=inverse, tail_bound=TAIL_BOUND)
+    outputs, logabsdet = spline(kind, inputs, params, inverse, settings())
     original_outputs, original_logabsdet = ORIGINALS[kind](inputs, params, inverse=inverse, tail_bound=TAIL_BOUND)
 
     torch.testing.assert_close(outputs, original_outputs, rtol=0.0, atol=1e-9)
@@ -61,7 +67,7 @@ def test_original_lrs_inverse_breaks_in_float32_where_ours_stays_finite():
     assert torch.isfinite(forward_outputs).all()
 
     original_x, original_logabsdet = original_lrs(forward_outputs, params, inverse=True, tail_bound=TAIL_BOUND)
-    our_x, our_logabsdet = spline("lrs", forward_outputs, params, inverse=True, tail_bound=TAIL_BOUND)
+    our_x, our_logabsdet = spline("lrs", forward_outputs, params, True, settings())
 
     assert (~torch.isfinite(original_x)).sum() >= 100
     assert (~torch.isfinite(original_logabsdet)).sum() >= 100
@@ -81,7 +87,7 @@ def test_quadratic_is_nsf_quadratic_in_float64(num_bins, logit_scale, inverse):
     inputs, params = random_splines(
         "quadratic", 20_000, logit_scale, input_half_range=4.0, dtype=torch.float64, seed=0, num_bins=num_bins
     )
-    outputs, logabsdet = spline("quadratic", inputs, params, inverse=inverse, tail_bound=TAIL_BOUND)
+    outputs, logabsdet = spline("quadratic", inputs, params, inverse, settings(num_bins))
     original_outputs, original_logabsdet = original_quadratic(inputs, params, inverse=inverse, tail_bound=TAIL_BOUND)
     torch.testing.assert_close(outputs, original_outputs, rtol=0.0, atol=1e-10)
     torch.testing.assert_close(logabsdet, original_logabsdet, rtol=0.0, atol=1e-10)
@@ -123,7 +129,7 @@ def test_quadratic_is_nsf_quadratic_in_float32(num_bins, logit_scale, inverse):
     spacing = (torch.nextafter(torch.tensor(TAIL_BOUND), torch.tensor(math.inf)) - TAIL_BOUND).item()
     window = 16 * spacing
     exact, spreads = _exact_with_spread(inputs.double(), params.double(), inverse, window)
-    ours = spline("quadratic", inputs, params, inverse=inverse, tail_bound=TAIL_BOUND)
+    ours = spline("quadratic", inputs, params, inverse, settings(num_bins))
     nsf = original_quadratic(inputs, params, inverse=inverse, tail_bound=TAIL_BOUND)
     for index, (name, output_slack) in enumerate([("outputs", window), ("logabsdet", 0.0)]):
         tolerance = 1e-6 + output_slack + spreads[index]

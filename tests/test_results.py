@@ -12,8 +12,10 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from omegaconf import OmegaConf
 from test_cli import TINY_2D, lrsflows, run_dir_of
 
+from lrsflows.cli import CONFIG_DIR
 from lrsflows.results import aggregate, build_tables, collect, paper_frame, render_markdown, write_tables
 from lrsflows.results.paper import LRS_PAPER, NSF_PAPER
 from lrsflows.results.record import NOT_TRAINING, config_digest, flatten, training_config
@@ -35,14 +37,21 @@ def write_run(root: Path, name: str, content, hydra_task: str | None = None) -> 
     return run_dir
 
 
+def family_of(model: str) -> str:
+    """The spline family of a model preset, as conf/model/<model>.yaml sets it."""
+    return OmegaConf.load(Path(CONFIG_DIR) / "model" / f"{model}.yaml").family
+
+
 def config_of(dataset: str, model: str, arch: str, kind: str, **changes) -> dict:
     """A resolved training config as results.json records it; `changes` are dotted keys ("trainer.lr")."""
     config = {
-        "task": "train", "seed": 0, "paths": {"data_dir": "data", "output_dir": "outputs"},
+        "task": "train",
+        "seed": 0,
+        "paths": {"data_dir": "data", "output_dir": "outputs"},
         "dataset": {"name": dataset, "kind": kind},
-        "model": {"name": model, "arch": arch, "num_bins": 8},
+        "model": {"name": model, "family": family_of(model), "arch": arch, "num_bins": 8},
         "trainer": {"lr": 0.0005, "max_steps": 200, "device": "auto"},
-    }  # fmt: skip
+    }
     for key, value in changes.items():
         section, name = key.split(".")
         config[section][name] = value
@@ -52,10 +61,31 @@ def config_of(dataset: str, model: str, arch: str, kind: str, **changes) -> dict
 def run(dataset, model, arch, seed, value, error, kind="tabular", task="train", changes=None, **extra) -> dict:
     """A results.json as the trainer writes it; `changes` alters the training config, `extra` adds keys."""
     training = training_config(config_of(dataset, model, arch, kind, **(changes or {})))
-    base = {"task": task, "data_kind": kind, "config": training, "config_digest": config_digest(training),
-            "dataset": dataset, "model": model, "arch": arch, "seed": seed, "value": value, "error": error}  # fmt: skip
-    return {**LOG_LIKELIHOOD, **base, "true_log_prob": None, "true_log_prob_error": None, "kl_gap": None,
-            "kl_gap_error": None, "num_test": 3648, "steps": 200, "git_revision": "abc", **extra}  # fmt: skip
+    base = {
+        "task": task,
+        "data_kind": kind,
+        "config": training,
+        "config_digest": config_digest(training),
+        "dataset": dataset,
+        "model": model,
+        "family": family_of(model),
+        "arch": arch,
+        "seed": seed,
+        "value": value,
+        "error": error,
+    }
+    return {
+        **LOG_LIKELIHOOD,
+        **base,
+        "true_log_prob": None,
+        "true_log_prob_error": None,
+        "kl_gap": None,
+        "kl_gap_error": None,
+        "num_test": 3648,
+        "steps": 200,
+        "git_revision": "abc",
+        **extra,
+    }
 
 
 MINIBOONE_LRS = [(-9.50, 0.46), (-9.70, 0.47), (-9.60, 0.48)]
@@ -72,18 +102,69 @@ def runs_dir(tmp_path) -> Path:
     write_run(root, "miniboone/lrs/eval", run("miniboone", "lrs", "coupling", 0, -9.50, 0.46, task="eval"))
     write_run(root, "miniboone/rq_nsf_ar/0", run("miniboone", "rq_nsf", "autoregressive", 0, -9.30, 0.50))
     # Written before results recorded their configuration: only what the first trainer wrote.
-    write_run(root, "gas/lrs/0", {"dataset": "gas", "model": "lrs", "arch": "coupling", "metric": "test_log_likelihood",
-                                  "value": 13.00, "error": 0.02, "seed": 0})  # fmt: skip
-    write_run(root, "gas/lrs/1", {"dataset": "gas", "model": "lrs", "arch": "coupling", "metric": "test_log_likelihood",
-                                  "value": 12.90, "error": 0.02, "seed": 1})  # fmt: skip
-    write_run(root, "gas/lrs/old_eval", {"dataset": "gas", "model": "lrs", "arch": "coupling", "metric": "test_log_likelihood",
-                                         "value": 13.00, "error": 0.02, "checkpoint": "gas/lrs/0/checkpoints/best.pt"})  # fmt: skip
+    write_run(
+        root,
+        "gas/lrs/0",
+        {
+            "dataset": "gas",
+            "model": "lrs",
+            "arch": "coupling",
+            "metric": "test_log_likelihood",
+            "value": 13.00,
+            "error": 0.02,
+            "seed": 0,
+        },
+    )
+    write_run(
+        root,
+        "gas/lrs/1",
+        {
+            "dataset": "gas",
+            "model": "lrs",
+            "arch": "coupling",
+            "metric": "test_log_likelihood",
+            "value": 12.90,
+            "error": 0.02,
+            "seed": 1,
+        },
+    )
+    write_run(
+        root,
+        "gas/lrs/old_eval",
+        {
+            "dataset": "gas",
+            "model": "lrs",
+            "arch": "coupling",
+            "metric": "test_log_likelihood",
+            "value": 13.00,
+            "error": 0.02,
+            "checkpoint": "gas/lrs/0/checkpoints/best.pt",
+        },
+    )
     for seed, (value, kl_gap) in enumerate([(-2.90, 0.04), (-2.96, 0.10)]):
-        write_run(root, f"eight_gaussians/{seed}", run("eight_gaussians", "lrs", "coupling", seed, value, 0.02, kind="toy2d",
-                  true_log_prob=-2.85, true_log_prob_error=0.02, kl_gap=kl_gap, kl_gap_error=0.01))  # fmt: skip
+        write_run(
+            root,
+            f"eight_gaussians/{seed}",
+            run(
+                "eight_gaussians",
+                "lrs",
+                "coupling",
+                seed,
+                value,
+                0.02,
+                kind="toy2d",
+                true_log_prob=-2.85,
+                true_log_prob_error=0.02,
+                kl_gap=kl_gap,
+                kl_gap_error=0.01,
+            ),
+        )
     write_run(root, "checkerboard/0", run("checkerboard", "rq_nsf", "coupling", 0, -3.60, 0.01, kind="toy2d"))
-    write_run(root, "cifar10/0", run("cifar10", "lrs", "coupling", 0, 3.40, 0.004, kind="image", error_original=4e-5,
-                                     **BITS_PER_DIM))  # fmt: skip
+    write_run(
+        root,
+        "cifar10/0",
+        run("cifar10", "lrs", "coupling", 0, 3.40, 0.004, kind="image", error_original=4e-5, **BITS_PER_DIM),
+    )
     write_run(root, "crashed/0", '{"dataset": "gas", "value": ')
     write_run(root, "partial/0", {"dataset": "gas", "model": "lrs", "value": 1.0})
     return root
@@ -350,8 +431,10 @@ def test_two_seeds_a_changed_setting_and_an_eval_give_two_rows_from_real_runs(tm
     first = next((tmp_path / "outputs" / "sweep").rglob("seed0*/checkpoints/best.pt"))
     evaluated = run_dir_of(lrsflows("task=eval", f"ckpt={first}", cwd=tmp_path))
     record = json.loads((tmp_path / evaluated / "results.json").read_text())
-    assert record["task"] == "eval" and record["config_digest"] == json.loads(
-        (first.parents[1] / "results.json").read_text())["config_digest"]  # fmt: skip
+    assert (
+        record["task"] == "eval"
+        and record["config_digest"] == json.loads((first.parents[1] / "results.json").read_text())["config_digest"]
+    )
 
     trained = [json.loads(path.read_text()) for path in sorted((tmp_path / "outputs").rglob("results.json"))]
     trained = [record for record in trained if record["task"] == "train"]

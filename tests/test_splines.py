@@ -5,17 +5,22 @@ import math
 import pytest
 import torch
 
-from lrsflows.splines import num_params, spline, spline_knots
+from lrsflows.splines import FAMILIES, Family, SplineSettings, num_params, register, spline, spline_knots
+from lrsflows.splines.rational_quadratic import RQ
 
-FAMILIES = ["lrs", "rq", "quadratic", "quadratic_c1"]
 TAILS = ["linear", None]
 BOUND = 3.0
 NUM_BINS = 5
 
 
+def settings(tails="linear", num_bins=NUM_BINS):
+    return SplineSettings(num_bins=num_bins, tails=tails)
+
+
 def random_params(kind, num_elements, tails="linear", scale=1.0, seed=0, dtype=torch.float64, num_bins=NUM_BINS):
     generator = torch.Generator().manual_seed(seed)
-    return scale * torch.randn(num_elements, num_params(kind, num_bins, tails), generator=generator, dtype=dtype)
+    count = num_params(kind, settings(tails, num_bins))
+    return scale * torch.randn(num_elements, count, generator=generator, dtype=dtype)
 
 
 def at_each_knot(values, params):
@@ -23,22 +28,22 @@ def at_each_knot(values, params):
     return values, params.unsqueeze(1).expand(-1, values.shape[1], -1)
 
 
-def derivative(kind, inputs, params, inverse=False, **settings):
+def derivative(kind, inputs, params, inverse=False, tails="linear"):
     inputs = inputs.clone().requires_grad_(True)
-    outputs, logabsdet = spline(kind, inputs, params, inverse=inverse, **settings)
+    outputs, logabsdet = spline(kind, inputs, params, inverse, settings(tails))
     (gradient,) = torch.autograd.grad(outputs.sum(), inputs)
     return outputs, logabsdet, gradient
 
 
 @pytest.mark.parametrize("tails", TAILS)
-@pytest.mark.parametrize("kind", FAMILIES)
+@pytest.mark.parametrize("kind", list(FAMILIES))
 class TestDefinition:
     def test_round_trip_both_directions(self, kind, tails):
         params = random_params(kind, 20000, tails)
         values = torch.empty(20000, dtype=torch.float64).uniform_(-1.5 * BOUND, 1.5 * BOUND)
         for first in (False, True):
-            mapped, logabsdet = spline(kind, values, params, inverse=first, tails=tails)
-            back, back_logabsdet = spline(kind, mapped, params, inverse=not first, tails=tails)
+            mapped, logabsdet = spline(kind, values, params, first, settings(tails))
+            back, back_logabsdet = spline(kind, mapped, params, not first, settings(tails))
             assert (back - values).abs().max() <= 1e-9
             assert (logabsdet + back_logabsdet).abs().max() <= 1e-9
 
@@ -52,17 +57,17 @@ class TestDefinition:
 
     def test_knots_map_to_knots_in_both_directions(self, kind, tails):
         params = random_params(kind, 200, tails)
-        knots = spline_knots(kind, params, tails=tails)
-        outputs, _ = spline(kind, *at_each_knot(knots.x, params), tails=tails)
+        knots = spline_knots(kind, params, settings(tails))
+        outputs, _ = spline(kind, *at_each_knot(knots.x, params), settings=settings(tails))
         assert (outputs - knots.y).abs().max() <= 1e-12
-        inputs, _ = spline(kind, *at_each_knot(knots.y, params), inverse=True, tails=tails)
+        inputs, _ = spline(kind, *at_each_knot(knots.y, params), True, settings(tails))
         assert (inputs - knots.x).abs().max() <= 1e-12
 
     def test_derivatives_at_knots_are_the_given_ones_from_both_sides(self, kind, tails):
         """C1 at every knot: one-sided derivatives at knot -+ h both approach d_k (at the box edge too,
         except for NSF's quadratic, whose boundary slope is not the tails' 1)."""
         params = random_params(kind, 200, tails)
-        knots = spline_knots(kind, params, tails=tails)
+        knots = spline_knots(kind, params, settings(tails))
         _, at_knot, _ = derivative(kind, *at_each_knot(knots.x, params), tails=tails)
         assert (at_knot.exp() - knots.derivatives).abs().max() <= 1e-10 * knots.derivatives.max()
         # Without tails the box edge joins nothing; NSF's quadratic joins the linear tails with a kink.
@@ -75,7 +80,7 @@ class TestDefinition:
     def test_strictly_increasing(self, kind, tails):
         params = random_params(kind, 50, tails)
         grid = torch.linspace(-1.3 * BOUND, 1.3 * BOUND, 4001, dtype=torch.float64).expand(50, -1)
-        outputs, _ = spline(kind, grid, params.unsqueeze(1).expand(-1, grid.shape[1], -1), tails=tails)
+        outputs, _ = spline(kind, grid, params.unsqueeze(1).expand(-1, grid.shape[1], -1), settings=settings(tails))
         assert (outputs.diff(dim=1) > 0).all()
 
     def test_identity_outside_the_box(self, kind, tails):
@@ -87,24 +92,24 @@ class TestDefinition:
             ]
         )
         for inverse in (False, True):
-            outputs, logabsdet = spline(kind, values, params, inverse=inverse, tails=tails)
+            outputs, logabsdet = spline(kind, values, params, inverse, settings(tails))
             assert torch.equal(outputs, values)
             assert torch.equal(logabsdet, torch.zeros_like(values))
 
 
-@pytest.mark.parametrize("kind", FAMILIES)
+@pytest.mark.parametrize("kind", ["lrs", "rq", "quadratic", "quadratic_c1"])
 def test_parameterisation_is_the_papers(kind):
     """Widths/heights softmax + 1e-3 minimum, knot derivatives 1e-3 + softplus, boundary derivatives exactly 1
     (quadratic: see test_quadratic_boundary_rule_choice)."""
     params = random_params(kind, 100)
-    knots = spline_knots(kind, params)
+    knots = spline_knots(kind, params, settings())
     widths = 1e-3 + (1 - 1e-3 * NUM_BINS) * torch.softmax(params[:, :NUM_BINS], dim=1)
     assert torch.allclose(knots.x.diff(dim=1), 2 * BOUND * widths, atol=1e-12)
     assert torch.equal(knots.x[:, [0, -1]], torch.tensor([-BOUND, BOUND], dtype=torch.float64).expand(100, 2))
     boundary = knots.derivatives[:, [0, -1]]
     if kind == "quadratic_c1":  # 1 after normalising the density, up to rounding
         assert torch.allclose(boundary, torch.ones_like(boundary), atol=1e-14, rtol=0)
-    if kind.startswith("quadratic"):
+    if kind not in ("lrs", "rq"):  # the quadratic layout has vertex logits, no heights or derivatives
         return
     assert torch.equal(boundary, torch.ones_like(boundary))
     heights = 1e-3 + (1 - 1e-3 * NUM_BINS) * torch.softmax(params[:, NUM_BINS : 2 * NUM_BINS], dim=1)
@@ -116,14 +121,14 @@ def test_parameterisation_is_the_papers(kind):
 def test_lrs_lambdas_and_interior_point():
     """lambda = 0.95 sigmoid + 0.025, and g(x_k + lambda w_k) = y_c = ((1-l) y_k + l w_b y_k+1) / ((1-l) + l w_b)."""
     params = random_params("lrs", 300)
-    knots = spline_knots("lrs", params)
+    knots = spline_knots("lrs", params, settings())
     lam = knots.lambdas
     assert torch.allclose(lam, 0.95 * torch.sigmoid(params[:, 2 * NUM_BINS : 3 * NUM_BINS]) + 0.025, atol=1e-15)
     x_k, y_k, y_next = knots.x[:, :-1], knots.y[:, :-1], knots.y[:, 1:]
     w_b = torch.sqrt(knots.derivatives[:, :-1] / knots.derivatives[:, 1:])
     y_c = ((1 - lam) * y_k + lam * w_b * y_next) / ((1 - lam) + lam * w_b)
     x_m = x_k + lam * knots.x.diff(dim=1)
-    outputs, _ = spline("lrs", x_m, params.unsqueeze(1).expand(-1, NUM_BINS, -1))
+    outputs, _ = spline("lrs", x_m, params.unsqueeze(1).expand(-1, NUM_BINS, -1), settings=settings())
     assert (outputs - y_c).abs().max() <= 1e-12
 
 
@@ -162,7 +167,7 @@ def test_quadratic_boundary_rule_choice():
         spline("quadratic_original", just_inside, params)
 
 
-@pytest.mark.parametrize("kind", FAMILIES)
+@pytest.mark.parametrize("kind", list(FAMILIES))
 def test_float32_robustness(kind):
     """10^6 points in and beyond the box, on knots, knots +-1 ulp, +-bound and +-(bound - 1e-6); logits N(0, s^2).
 
@@ -205,23 +210,24 @@ def test_float32_robustness(kind):
             assert violation.max() <= tolerance, f"{kind} scale {scale}: {violation.max():.2e}"
 
 
-@pytest.mark.parametrize("kind", FAMILIES)
+@pytest.mark.parametrize("kind", list(FAMILIES))
 def test_empty_and_all_tail_batches(kind):
-    empty, _ = spline(kind, torch.empty(0, 3), torch.empty(0, 3, num_params(kind, 4)))
+    four_bins = settings(num_bins=4)
+    empty, _ = spline(kind, torch.empty(0, 3), torch.empty(0, 3, num_params(kind, four_bins)), settings=four_bins)
     assert empty.shape == (0, 3)
     far = torch.full((4, 3), 10.0)
-    outputs, logabsdet = spline(kind, far, torch.randn(4, 3, num_params(kind, 4)))
+    outputs, logabsdet = spline(kind, far, torch.randn(4, 3, num_params(kind, four_bins)), settings=four_bins)
     assert torch.equal(outputs, far) and torch.equal(logabsdet, torch.zeros(4, 3))
 
 
-@pytest.mark.parametrize("kind", FAMILIES)
+@pytest.mark.parametrize("kind", list(FAMILIES))
 def test_low_precision_inputs_run_in_float32_under_autocast(kind):
     params = random_params(kind, 1000, dtype=torch.float32)
     values = torch.rand(1000) * 6 - 3
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        outputs, logabsdet = spline(kind, values.bfloat16(), params.bfloat16())
+        outputs, logabsdet = spline(kind, values.bfloat16(), params.bfloat16(), settings=settings())
     assert outputs.dtype == torch.float32 and logabsdet.dtype == torch.float32
-    reference, _ = spline(kind, values.bfloat16().float(), params.bfloat16().float())
+    reference, _ = spline(kind, values.bfloat16().float(), params.bfloat16().float(), settings=settings())
     assert torch.equal(outputs, reference)
 
 
@@ -231,8 +237,8 @@ def test_traceable_without_graph_breaks():
     params = random_params("lrs", 64, dtype=torch.float32)
     values = torch.rand(64) * 8 - 4
     for inverse in (False, True):
-        outputs, _ = compiled("lrs", values, params, inverse=inverse)
-        assert torch.equal(outputs, spline("lrs", values, params, inverse=inverse)[0])
+        outputs, _ = compiled("lrs", values, params, inverse, settings())
+        assert torch.equal(outputs, spline("lrs", values, params, inverse, settings())[0])
 
 
 def test_clear_errors():
@@ -240,7 +246,45 @@ def test_clear_errors():
         spline("lsr", torch.zeros(2), torch.zeros(2, 7))
     with pytest.raises(ValueError, match="fit no"):
         spline("lrs", torch.zeros(2), torch.zeros(2, 8))
-    with pytest.raises(ValueError, match="exceeds 1"):
-        spline("rq", torch.zeros(2), torch.zeros(2, num_params("rq", 8)), min_bin_width=0.2)
+    with pytest.raises(ValueError, match="not below 1"):
+        SplineSettings(min_bin_width=0.2)
+    with pytest.raises(ValueError, match="not below 1"):
+        SplineSettings(num_bins=4, min_bin_height=0.25)
     with pytest.raises(ValueError, match="tails"):
-        num_params("rq", 8, tails="circular")
+        SplineSettings(tails="circular")
+    with pytest.raises(ValueError, match="at least 1"):
+        SplineSettings(num_bins=0)
+    with pytest.raises(ValueError, match="already registered"):
+        register(RQ)
+
+
+def test_settings_of_reads_same_named_attributes():
+    class Model:  # e.g. a model config: other attributes are ignored, absent settings keep their default
+        num_bins = 4
+        tail_bound = 2.5
+        hidden_features = 16
+
+    assert SplineSettings.of(Model()) == SplineSettings(num_bins=4, tail_bound=2.5)
+    assert SplineSettings().linear_tails and not SplineSettings(tails=None).linear_tails
+
+
+@pytest.fixture
+def registered_copy_of_rq():
+    """RQ registered once more under another name, removed again afterwards."""
+    family = register(Family("rq_copy", "RQ copy", RQ.transform, RQ.knots, 3, 2, "uniform"))
+    yield family
+    del FAMILIES[family.name]
+
+
+def test_a_registered_family_is_a_choice_everywhere(registered_copy_of_rq):
+    from lrsflows.transforms.elementwise import elementwise_families, elementwise_map
+
+    assert list(FAMILIES)[-1] == "rq_copy"
+    assert list(elementwise_families())[-2:] == ["rq_copy", "affine"]
+    assert elementwise_families()["rq_copy"].label == "RQ copy"
+    params = random_params("rq", 100)
+    values = torch.linspace(-4, 4, 100, dtype=torch.float64)
+    assert torch.equal(
+        spline("rq_copy", values, params, settings=settings())[0], spline("rq", values, params, settings=settings())[0]
+    )
+    assert elementwise_map("rq_copy", settings()).num_params == num_params("rq", settings())

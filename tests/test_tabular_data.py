@@ -16,9 +16,8 @@ import pandas as pd
 import pytest
 
 from lrsflows.data.errors import DataError
+from lrsflows.data.specs import dataset_spec
 from lrsflows.data.tabular import (
-    FEATURES,
-    PUBLISHED_SPLITS,
     drop_correlated_columns,
     load_tabular,
     missing_datasets,
@@ -441,14 +440,14 @@ def real_miniboone():
 
 def test_real_miniboone_rows_land_in_val_and_test_with_published_sizes(tmp_path, real_miniboone):
     real_val, real_test = real_miniboone
-    train_rows = PUBLISHED_SPLITS["miniboone"][0]
+    train_rows = dataset_spec("miniboone").splits[0]
     fake_train = np.random.default_rng(6).normal(size=(train_rows, 43))
     raw = np.vstack((fake_train, real_val, real_test))
     assert raw.shape == (36488, 43)
     (tmp_path / "miniboone").mkdir()
     np.save(tmp_path / "miniboone" / "data.npy", raw)
     train, val, test = load_tabular("miniboone", tmp_path)
-    assert (len(train), len(val), len(test)) == PUBLISHED_SPLITS["miniboone"]
+    assert (len(train), len(val), len(test)) == dataset_spec("miniboone").splits
     both = np.vstack((fake_train, real_val))
     mean, std = both.mean(axis=0), both.std(axis=0)
     np.testing.assert_allclose(val * std + mean, real_val, atol=1e-5)
@@ -459,7 +458,7 @@ def test_real_nsf_split_files_are_used_as_they_are_and_sizes_checked(tmp_path, r
     real_val, real_test = real_miniboone
     folder = tmp_path / "miniboone"
     folder.mkdir()
-    np.save(folder / "train.npy", np.random.default_rng(7).normal(size=(PUBLISHED_SPLITS["miniboone"][0], 43)))
+    np.save(folder / "train.npy", np.random.default_rng(7).normal(size=(dataset_spec("miniboone").splits[0], 43)))
     np.save(folder / "val.npy", real_val)
     np.save(folder / "test.npy", real_test)
     _, val, test = load_tabular("miniboone", tmp_path)
@@ -605,7 +604,6 @@ def test_data_root_is_argument_then_environment_then_data(tmp_path, monkeypatch)
     monkeypatch.setenv("LRSFLOWS_DATA_DIR", str(tmp_path / "from-env"))
     assert resolve_data_dir(None) == tmp_path / "from-env"
     assert resolve_data_dir("mine") == tmp_path / "mine"
-    assert set(FEATURES) == set(PUBLISHED_SPLITS)
 
 
 def test_missing_datasets_names_what_each_absent_dataset_needs(tmp_path):

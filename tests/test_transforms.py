@@ -7,35 +7,38 @@ import torch
 from conftest import jacobian_logabsdet, perturb_
 
 from lrsflows.nets import MADE, ResidualNet
+from lrsflows.splines import SplineSettings
 from lrsflows.transforms.autoregressive import AutoregressiveTransform
 from lrsflows.transforms.base import CompositeTransform, InverseTransform
 from lrsflows.transforms.coupling import CouplingTransform, alternating_mask, hidden_scale, mid_split_mask
-from lrsflows.transforms.elementwise import FAMILY_CHOICES, elementwise_map
+from lrsflows.transforms.elementwise import elementwise_families, elementwise_map
 from lrsflows.transforms.linear import LULinear, OneByOneConvolution, RandomPermutation
 
 FEATURES = 5
+SPLINE = SplineSettings(num_bins=6, tail_bound=2.0)
+FAMILIES = elementwise_families()
 
 
 def coupling(family, unconditional=True, even=True):
     return CouplingTransform(
         alternating_mask(FEATURES, even),
         partial(ResidualNet, hidden_features=16, num_blocks=2),
-        elementwise_map(family) if family == "affine" else elementwise_map(family, num_bins=6, tail_bound=2.0),
+        elementwise_map(family, SPLINE),
         size_logit_scale=hidden_scale(16),
-        unconditional_identity=unconditional and family != "affine",
+        unconditional_identity=unconditional and FAMILIES[family].unconditional,
     )
 
 
 def autoregressive(family):
-    elementwise = elementwise_map(family) if family == "affine" else elementwise_map(family, num_bins=6, tail_bound=2.0)
+    elementwise = elementwise_map(family, SPLINE)
     return AutoregressiveTransform(MADE(FEATURES, 16, elementwise.num_params, num_blocks=2), elementwise)
 
 
 TRANSFORMS = {
-    **{f"coupling-{family}": partial(coupling, family) for family in FAMILY_CHOICES},
+    **{f"coupling-{family}": partial(coupling, family) for family in FAMILIES},
     "coupling-lrs-odd-mask": partial(coupling, "lrs", even=False),
     "coupling-rq-no-unconditional": partial(coupling, "rq", unconditional=False),
-    **{f"autoregressive-{family}": partial(autoregressive, family) for family in FAMILY_CHOICES},
+    **{f"autoregressive-{family}": partial(autoregressive, family) for family in FAMILIES},
     "permutation": lambda: RandomPermutation(FEATURES),
     "lu": lambda: LULinear(FEATURES),
     "composite": lambda: CompositeTransform([RandomPermutation(FEATURES), LULinear(FEATURES), coupling("lrs")]),
@@ -103,3 +106,13 @@ def test_lu_and_one_by_one_start_as_identity():
 def test_unknown_family_is_refused():
     with pytest.raises(ValueError, match="choose one of"):
         elementwise_map("lsr")
+
+
+def test_elementwise_families_are_the_spline_families_then_affine():
+    from lrsflows.splines import FAMILIES as SPLINE_FAMILIES
+
+    assert list(FAMILIES) == list(SPLINE_FAMILIES) + ["affine"]
+    assert [entry.label for entry in FAMILIES.values()] == [family.label for family in SPLINE_FAMILIES.values()] + [
+        "Affine"
+    ]
+    assert [entry.unconditional for entry in FAMILIES.values()] == [True] * len(SPLINE_FAMILIES) + [False]

@@ -12,8 +12,18 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from .config import ConfigError, Task, check_known_keys, register_schema, validate
+from .config import (
+    ConfigError,
+    Task,
+    check_known_keys,
+    plain,
+    register_schema,
+    validate,
+    validate_choices,
+    validate_kind_settings,
+)
 from .data.errors import DataError
+from .data.specs import data_kind
 from .errors import RunError, Stopped, WriteError, fail, signal_name, stop_on_signals, stopped
 
 CONFIG_DIR = str(Path(__file__).resolve().parents[2] / "conf")
@@ -52,10 +62,16 @@ class CreateOutputDir(Callback):
     def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
         self._create(config.hydra.sweep.dir)
 
-    @staticmethod
-    def _create(folder: str) -> None:
+    # The outermost folder this process created, so a refused command can take the empty chain away again.
+    created: Path | None = None
+
+    @classmethod
+    def _create(cls, folder: str) -> None:
+        path = Path(folder).absolute()
+        missing = [parent for parent in (path, *path.parents) if not parent.exists()]
+        cls.created = missing[-1] if missing else None
         try:
-            Path(folder).mkdir(parents=True, exist_ok=True)
+            path.mkdir(parents=True, exist_ok=True)
         except OSError as error:
             fail(
                 f"cannot create the output folder {folder} ({error.strerror or error}); "
@@ -66,6 +82,7 @@ class CreateOutputDir(Callback):
 register_schema()
 OmegaConf.register_new_resolver("lrsflows.run_name", run_name, replace=True)
 OmegaConf.register_new_resolver("lrsflows.run_dir", run_dir, replace=True)
+OmegaConf.register_new_resolver("lrsflows.data_kind", data_kind, replace=True)
 
 
 @hydra.main(config_path=CONFIG_DIR, config_name="config", version_base="1.3")
@@ -83,14 +100,21 @@ def main(config: DictConfig) -> None:
         settings = OmegaConf.to_object(config)
         validate(settings)
     except ConfigError as error:
-        _remove_if_empty(output)
-        fail(str(error))
-    # torch is imported only for settings that passed the checks above.
+        _refuse(output, error)
+    # torch is imported only for settings that passed the checks above; the named choices (families, archs, data
+    # kinds...) are checked against the registries of the code that implements them.
     from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
 
-    from .train import distributed, files, tasks
+    from . import files
+    from .train import distributed, tasks
     from .train.trainer import Diverged
+
+    try:
+        validate_choices(settings)
+        validate_kind_settings(settings, given=_given_keys())
+    except ConfigError as error:
+        _refuse(output, error)
 
     try:
         if settings.task is not Task.train:
@@ -106,7 +130,7 @@ def main(config: DictConfig) -> None:
                 _save_job_config(config, output)
                 if settings.trainer.devices > 1 and not distributed.already_distributed():
                     record = distributed.launch(
-                        settings.trainer.devices, tasks.train_worker, tasks.plain(settings), str(output)
+                        settings.trainer.devices, tasks.train_worker, plain(settings), str(output)
                     )
                 else:
                     record = tasks.train(settings, output)
@@ -124,6 +148,11 @@ def main(config: DictConfig) -> None:
         _worker_failed(error, settings.trainer.devices)
     if record is not None:
         log.info(summary(record))
+
+
+def _given_keys() -> set[str]:
+    """The keys this command sets with key=value (not group choices such as dataset=power)."""
+    return {item.split("=", 1)[0].lstrip("+~") for item in HydraConfig.get().overrides.task if "=" in item}
 
 
 def _after_divergence(error, lr: float) -> str:
@@ -160,7 +189,7 @@ def _say_stopped(number: int) -> NoReturn:
 def _save_job_config(config: DictConfig, output: Path) -> None:
     """What Hydra would write to <run dir>/.hydra (the job's config, Hydra's config and the command's overrides),
     and from now on what the run says, also in <run dir>/run.log."""
-    from .train.files import write_atomically
+    from .files import write_atomically
 
     hydra_config = HydraConfig.get()
     for name, node in (
@@ -183,12 +212,18 @@ class _RunLogHandler(logging.FileHandler):
         pass
 
 
-def _remove_if_empty(folder: Path) -> None:
-    """A command refused before any work leaves no empty run dir behind (one that holds anything stays)."""
-    try:
-        folder.rmdir()
-    except OSError:
-        pass
+def _refuse(output: Path, error: ConfigError) -> NoReturn:
+    """A command refused before any work leaves no empty folder behind: the run dir and the parents this process
+    created for it go while empty (one that holds anything stays)."""
+    top = CreateOutputDir.created
+    for folder in (output.absolute(), *output.absolute().parents):
+        try:
+            folder.rmdir()
+        except OSError:
+            break
+        if top is None or folder == top:
+            break
+    fail(str(error))
 
 
 def summary(record: dict) -> str:

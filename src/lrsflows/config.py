@@ -10,11 +10,14 @@ below the CLI receives the dataclasses.
 
 import dataclasses
 import difflib
+import importlib
+import json
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import Enum
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING
+from omegaconf import MISSING, OmegaConf
 
 
 class ConfigError(ValueError):
@@ -43,13 +46,32 @@ class Range:
         return f"in {'(' if self.low_open else '['}{self.low:g}, {self.high:g}{')' if self.high_open else ']'}"
 
 
-def _ranged(default, allowed: Range):
-    return field(default=default, metadata={"range": allowed})
+# Data kinds a setting applies to (keys of lrsflows.train.kinds.KINDS); a setting without them applies to all.
+VECTORS = ("tabular", "toy2d")
+IMAGES = ("image",)
+GENERATED = ("toy2d",)
 
 
-def count(default: int, minimum: int = 1):
+def _ranged(default, allowed: Range | None = None, kinds: tuple[str, ...] | None = None):
+    return field(default=default, metadata={"range": allowed, "kinds": kinds})
+
+
+def applies_to(default, kinds: tuple[str, ...]):
+    """A setting that only the data kinds `kinds` read; given for another kind it is refused, not ignored."""
+    return _ranged(default, kinds=kinds)
+
+
+def choice(default, registry: str, kinds: tuple[str, ...] | None = None):
+    """A name that must be a key of `registry` ("module:attribute", a dict, tuple or function returning one).
+
+    The registries belong to the code that implements the choices (the builders, the data kinds), so checking
+    these names imports torch; `validate_choices` runs after the cheap checks."""
+    return field(default=default, metadata={"registry": registry, "kinds": kinds})
+
+
+def count(default: int, minimum: int = 1, kinds: tuple[str, ...] | None = None):
     """An integer setting that must be at least `minimum` (1 where zero is meaningless)."""
-    return _ranged(default, Range(low=minimum))
+    return _ranged(default, Range(low=minimum), kinds)
 
 
 def positive(default):
@@ -57,50 +79,15 @@ def positive(default):
     return _ranged(default, Range(low=0, low_open=True))
 
 
-def fraction(default: float, high: float = 1.0):
+def fraction(default: float, high: float = 1.0, kinds: tuple[str, ...] | None = None):
     """A number in [0, high): probabilities, fractions, minimum bin sizes."""
-    return _ranged(default, Range(low=0, high=high, high_open=True))
+    return _ranged(default, Range(low=0, high=high, high_open=True), kinds)
 
 
 class Task(str, Enum):
     train = "train"
     eval = "eval"
     sample = "sample"
-
-
-class DatasetKind(str, Enum):
-    tabular = "tabular"
-    toy2d = "toy2d"
-    image = "image"
-
-
-class Family(str, Enum):
-    """The spline families of lrsflows.splines.FAMILIES, and affine."""
-
-    lrs = "lrs"
-    rq = "rq"
-    quadratic = "quadratic"  # NSF's code, behind the published Q-NSF numbers (boundary slopes below 1)
-    quadratic_c1 = "quadratic_c1"  # our correction: boundary density exactly 1, C1 join with the tails
-    affine = "affine"
-
-
-class UnconditionalInit(str, Enum):
-    """Initial parameters of a coupling's unconditional map (lrsflows.splines.INIT_CHOICES)."""
-
-    original = "original"  # each family's original code: U[0,1) for lrs and rq, N(0,1) for quadratic(_c1)
-    uniform = "uniform"  # U[0,1) for every family
-    normal = "normal"  # N(0,1) for every family
-
-
-class Arch(str, Enum):
-    coupling = "coupling"
-    autoregressive = "autoregressive"
-
-
-class Linear(str, Enum):
-    lu = "lu"
-    permutation = "permutation"
-    none = "none"
 
 
 class Precision(str, Enum):
@@ -110,63 +97,66 @@ class Precision(str, Enum):
     fp16 = "fp16"
 
 
-class Preprocessing(str, Enum):
-    glow = "glow"
-    realnvp = "realnvp"
-    realnvp_2alpha = "realnvp_2alpha"
-
-
 @dataclass
 class PathsConfig:
     data_dir: str = MISSING
     output_dir: str = "outputs"
 
 
+FAMILIES = "lrsflows.transforms.elementwise:elementwise_families"
+
+
 @dataclass
 class DatasetConfig:
     name: str = MISSING
-    kind: DatasetKind = MISSING
-    # Sizes and seed of the generated splits of a 2-D density (tabular datasets have fixed splits).
-    num_train: int = count(100_000)
-    num_val: int = count(20_000)
-    num_test: int = count(100_000)
-    seed: int = 0
+    # Filled from the dataset's spec (or "toy2d" for a generated density) by conf/config.yaml.
+    kind: str = choice(MISSING, "lrsflows.train.kinds:KINDS")
+    # Sizes and seed of the generated splits of a 2-D density (tabular datasets have fixed splits; images split
+    # their official training set with `seed`).
+    num_train: int = count(100_000, kinds=GENERATED)
+    num_val: int = count(20_000, kinds=GENERATED)
+    num_test: int = count(100_000, kinds=GENERATED)
+    seed: int = applies_to(0, GENERATED + IMAGES)
     # Images: bits kept per sub-pixel, the validation fraction of the official training set (seeded by `seed`),
     # DataLoader workers, reshuffling every epoch (off: the original iterates one fixed order), horizontal flips.
-    num_bits: int = _ranged(8, Range(low=1, high=8))
-    valid_frac: float = _ranged(0.02, Range(low=0, high=1, low_open=True, high_open=True))
-    num_workers: int = count(2, minimum=0)
-    shuffle: bool = False
-    flip: bool = False
+    num_bits: int = _ranged(8, Range(low=1, high=8), IMAGES)
+    valid_frac: float = _ranged(0.02, Range(low=0, high=1, low_open=True, high_open=True), IMAGES)
+    num_workers: int = count(2, minimum=0, kinds=IMAGES)
+    shuffle: bool = applies_to(False, IMAGES)
+    flip: bool = applies_to(False, IMAGES)
 
 
 @dataclass
 class ModelConfig:
     name: str = MISSING
-    family: Family = MISSING
-    arch: Arch = Arch.coupling
-    num_flow_steps: int = count(10)
-    hidden_features: int = count(256)
+    family: str = choice(MISSING, FAMILIES)  # a spline family of lrsflows.splines, or affine
+    # Image flows are coupling flows (as in the LRS and NSF image experiments).
+    arch: str = choice("coupling", "lrsflows.flows.tabular:ARCHITECTURES")
+    num_flow_steps: int = count(10, kinds=VECTORS)
+    hidden_features: int = count(256, kinds=VECTORS)
     num_blocks: int = count(2)
+    # The spline settings (lrsflows.splines.SplineSettings.of reads them by these names).
     num_bins: int = count(8, minimum=2)
     tail_bound: float = positive(3.0)
-    dropout: float = fraction(0.0)
-    use_batch_norm: bool = False
-    unconditional_transform: bool = True
-    unconditional_init: UnconditionalInit = UnconditionalInit.original
-    linear: Linear = Linear.lu
     min_bin_width: float = fraction(1e-3)
     min_bin_height: float = fraction(1e-3)
     min_derivative: float = fraction(1e-3)
+    dropout: float = fraction(0.0)
+    use_batch_norm: bool = False
+    unconditional_transform: bool = applies_to(True, VECTORS)
+    # The initial parameters of a coupling's unconditional map: each family's original code, U[0,1) or N(0,1).
+    unconditional_init: str = choice("original", "lrsflows.transforms.coupling:INIT_CHOICES", VECTORS)
+    linear: str = choice("lu", "lrsflows.flows.tabular:LINEAR_LAYERS", VECTORS)
     # Image flows (docs/architectures.md §Image flows): levels of squeeze + steps x [ActNorm, 1x1 conv,
     # coupling], conv conditioners.
-    num_levels: int = count(3)
-    steps_per_level: int = count(7)
-    hidden_channels: int = count(96)
-    multi_scale: bool = False
-    actnorm: bool = True
-    preprocessing: Preprocessing = Preprocessing.glow
-    alpha: float = fraction(0.05, high=0.5)  # realnvp preprocessing maps [0, 1] to [alpha, 1 - alpha]
+    num_levels: int = count(3, kinds=IMAGES)
+    steps_per_level: int = count(7, kinds=IMAGES)
+    hidden_channels: int = count(96, kinds=IMAGES)
+    multi_scale: bool = applies_to(False, IMAGES)
+    actnorm: bool = applies_to(True, IMAGES)
+    preprocessing: str = choice("glow", "lrsflows.flows.image:PREPROCESSINGS", IMAGES)
+    # realnvp preprocessing maps [0, 1] to [alpha, 1 - alpha]
+    alpha: float = fraction(0.05, high=0.5, kinds=IMAGES)
 
 
 @dataclass
@@ -212,8 +202,7 @@ class Config:
 
 def validate(config: Config) -> None:
     """Raise ConfigError (one sentence) for the first setting outside its Range or a rule joining two settings."""
-    for section in (config, config.dataset, config.model, config.trainer):
-        prefix = "" if section is config else f"{_section_name(config, section)}."
+    for prefix, section in _sections(config):
         for spec in dataclasses.fields(section):
             allowed = spec.metadata.get("range")
             value = getattr(section, spec.name)
@@ -237,6 +226,57 @@ def validate(config: Config) -> None:
         )
 
 
+def validate_choices(config: Config) -> None:
+    """Raise ConfigError for a name that is not in its registry (a family, an arch, a data kind, ...)."""
+    for prefix, section in _sections(config):
+        for spec in dataclasses.fields(section):
+            value = getattr(section, spec.name)
+            if "registry" in spec.metadata and value not in (names := choices_of(spec)):
+                raise ConfigError(
+                    f"{prefix}{spec.name}={value!r} is not one of the choices: {', '.join(map(str, names))}."
+                )
+
+
+def validate_kind_settings(config: Config, given: Iterable[str] = ()) -> None:
+    """Raise ConfigError for a setting that the dataset's kind does not read but that was given (on the command
+    line, `given`, or set away from its default by a preset): it would be ignored yet still name the run dir."""
+    given = set(given)
+    kind = config.dataset.kind
+    for prefix, section in _sections(config):
+        for spec in dataclasses.fields(section):
+            kinds = spec.metadata.get("kinds")
+            key = f"{prefix}{spec.name}"
+            if kinds is None or kind in kinds:
+                continue
+            value = getattr(section, spec.name)
+            if key in given:
+                remedy = f"leave {key} out"
+            elif value != spec.default:
+                remedy = f"it comes from a preset for {' or '.join(kinds)} data; choose a dataset of that kind"
+            else:
+                continue
+            raise ConfigError(
+                f"{key}={value!r} applies only to {' and '.join(kinds)} data, but dataset {config.dataset.name} "
+                f"is {kind} data: {remedy}."
+            )
+
+
+def choices_of(spec: dataclasses.Field) -> list:
+    """The names a choice field accepts: its registry's keys ("module:attribute", a mapping, a sequence, or a
+    function returning one)."""
+    module, attribute = spec.metadata["registry"].split(":")
+    names = getattr(importlib.import_module(module), attribute)
+    return list(names() if callable(names) else names)
+
+
+def _sections(config: Config):
+    yield "", config
+    for spec in dataclasses.fields(config):
+        value = getattr(config, spec.name)
+        if dataclasses.is_dataclass(value):
+            yield f"{spec.name}.", value
+
+
 def check_known_keys(values: dict, schema=Config, prefix: str = "") -> None:
     """Raise ConfigError for a key the schema does not have (a misspelling added with `+` would be ignored)."""
     fields = {spec.name: spec for spec in dataclasses.fields(schema)}
@@ -254,8 +294,27 @@ def check_known_keys(values: dict, schema=Config, prefix: str = "") -> None:
             check_known_keys(value, nested, f"{prefix}{key}.")
 
 
-def _section_name(config: Config, section) -> str:
-    return next(spec.name for spec in dataclasses.fields(config) if getattr(config, spec.name) is section)
+def plain(settings) -> dict:
+    """A config dataclass as JSON-able builtins (enums as their values), for checkpoints and results."""
+    return json.loads(json.dumps(dataclasses.asdict(settings), default=lambda value: value.value))
+
+
+def typed(schema, values: dict):
+    """A config section saved in a checkpoint, back as its schema's dataclass (enums and types checked)."""
+    return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(schema), values))
+
+
+# Before Q-NSF followed NSF's code, family "quadratic" was our C1 correction (now "quadratic_c1") and
+# "quadratic_original" NSF's spline (now "quadratic"); checkpoints of then lack model.unconditional_init.
+RENAMED_FAMILIES = {"quadratic": "quadratic_c1", "quadratic_original": "quadratic"}
+
+
+def saved_model_config(values: dict) -> ModelConfig:
+    """A checkpoint's model section as a ModelConfig, with an older checkpoint's family read by its old name."""
+    if "unconditional_init" not in values:
+        family = RENAMED_FAMILIES.get(values["family"], values["family"])
+        values = {**values, "family": family, "unconditional_init": "uniform"}  # U[0,1) was then the only init
+    return typed(ModelConfig, values)
 
 
 def register_schema() -> None:

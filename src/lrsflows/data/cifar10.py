@@ -6,20 +6,21 @@ copy that is fine but re-pickled would pass it; this reads the same files (docs/
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from . import pickles
-from .download import CIFAR10_ROOT, CIFAR10_TOP, download_command, refetch_advice
+from .download import download_command, refetch_advice
 from .errors import DataError
+from .specs import dataset_spec
 
-LAYOUTS = (f"{CIFAR10_ROOT}/{CIFAR10_TOP}", CIFAR10_TOP)
+SPEC = dataset_spec("cifar10")
 TRAIN_BATCHES = tuple(f"data_batch_{number}" for number in range(1, 6))
 TEST_BATCH = "test_batch"
-SHAPE = (3, 32, 32)
-ROW_VALUES = 3 * 32 * 32
+ROW_VALUES = math.prod(SPEC.shape)
 
 
 def read_cifar10(data_dir: Path) -> tuple[torch.Tensor, torch.Tensor]:
@@ -29,11 +30,10 @@ def read_cifar10(data_dir: Path) -> tuple[torch.Tensor, torch.Tensor]:
     (NSF/LRS, torchvision's root), then <root>/cifar-10-batches-py/ (the tarball extracted in place).
     """
     batches = TRAIN_BATCHES + (TEST_BATCH,)
-    folder = next(
-        (data_dir / layout for layout in LAYOUTS if all((data_dir / layout / name).is_file() for name in batches)), None
-    )
+    layouts = [data_dir / layout for (layout,) in SPEC.sources]
+    folder = next((layout for layout in layouts if all((layout / name).is_file() for name in batches)), None)
     if folder is None:
-        tried = " or ".join(str(data_dir / layout) for layout in LAYOUTS)
+        tried = " or ".join(map(str, layouts))
         raise DataError(
             f"CIFAR-10 not found: expected data_batch_1..5 and test_batch in {tried}; run "
             f"{download_command('cifar10', data_dir)} (downloads and MD5-checks the Toronto archive) or point "
@@ -56,7 +56,9 @@ def read_batch(path: Path, advice: str) -> torch.Tensor:
     except pickles.RefusedGlobal as error:
         raise error.data_error(path, "CIFAR-10 batch", advice) from None
     except Exception as error:  # a damaged pickle fails with many different exception types
-        raise DataError(f"{path} is not a readable CIFAR-10 batch ({type(error).__name__}: {error}); {advice}") from None
+        raise DataError(
+            f"{path} is not a readable CIFAR-10 batch ({type(error).__name__}: {error}); {advice}"
+        ) from None
     data = batch.get("data", batch.get(b"data")) if isinstance(batch, dict) else None
     if not isinstance(data, np.ndarray):
         raise DataError(f"{path} has no `data` array, so it is not a CIFAR-10 python batch; {advice}")
@@ -65,4 +67,4 @@ def read_batch(path: Path, advice: str) -> torch.Tensor:
             f"{path} holds {data.dtype} data of shape {data.shape} where uint8 rows of 3x32x32 values, shape "
             f"(n, {ROW_VALUES}), are expected; {advice}"
         )
-    return torch.from_numpy(np.ascontiguousarray(data).reshape(-1, *SHAPE))
+    return torch.from_numpy(np.ascontiguousarray(data).reshape(-1, *SPEC.shape))

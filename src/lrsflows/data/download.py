@@ -25,34 +25,12 @@ from urllib.request import Request, urlopen
 from tqdm import tqdm
 
 from .errors import DataError
+from .specs import DOWNLOADS, Manual, dataset_spec
 
-MAF_URL = "https://zenodo.org/records/1161203/files/data.tar.gz?download=1"
-MAF_MD5 = "9b9c9b0375315ad270eba4ce80c093ab"
-ARCHIVE_NAME = "data.tar.gz"
-ARCHIVE_TOP = "data"
 MAF_RETRY = "`make data`"
-
-# torchvision's archive and checksum; NSF/LRS read it under <data root>/cifar-10/ (docs/datasets.md §Images).
-CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
-CIFAR10_MD5 = "c58f30108f718f92721af3b95e74349a"
-CIFAR10_ARCHIVE = "cifar-10-python.tar.gz"
-CIFAR10_ROOT = "cifar-10"
-CIFAR10_TOP = "cifar-10-batches-py"
-
-# torchvision's working mirror, with the MD5s of the gzip files; read from the torchvision layout (§1.8).
-MNIST_URL = "https://ossci-datasets.s3.amazonaws.com/mnist/"
-MNIST_MD5 = {
-    "train-images-idx3-ubyte.gz": "f68b3c2dcbeaaa9fbdd348bbdeb94873",
-    "train-labels-idx1-ubyte.gz": "d53e105ee54ea40749a09fcbcd1e9432",
-    "t10k-images-idx3-ubyte.gz": "9fb629c4189551a2d022fa330f9573f3",
-    "t10k-labels-idx1-ubyte.gz": "ec29112dd5afa0611ce80d1b7f02629c",
-}
-MNIST_RAW = "mnist/MNIST/raw"
-
+MAF, CIFAR10, MNIST = DOWNLOADS["maf"], DOWNLOADS["cifar10"], DOWNLOADS["mnist"]
 CHUNK_BYTES = 1 << 20
 NETWORK_ERRORS = (URLError, TimeoutError, ConnectionError, ssl.SSLError, http.client.HTTPException)
-DOWNLOADABLE = ("maf", "cifar10", "mnist")
-MANUAL = ("imagenet32", "imagenet64")
 
 
 def download_command(dataset: str, data_dir: Path) -> str:
@@ -62,7 +40,7 @@ def download_command(dataset: str, data_dir: Path) -> str:
 
 def refetch_advice(dataset: str, data_dir: Path) -> str:
     """How to replace a damaged or wrong file of an image dataset: the end of an error message about it."""
-    if dataset in MANUAL:
+    if isinstance(dataset_spec(dataset).download, Manual):
         steps = download_command(dataset, data_dir)
         return f"delete it and fetch the {dataset} files again by hand ({steps} prints the steps)."
     return f"delete it and run {download_command(dataset, data_dir)} to download it again."
@@ -70,19 +48,19 @@ def refetch_advice(dataset: str, data_dir: Path) -> str:
 
 def imagenet_instructions(name: str, data_dir: Path) -> str:
     """The manual steps for Oord's downsampled ImageNet (`imagenet32` or `imagenet64`), as one clause."""
-    size = name.removeprefix("imagenet")
-    folder = data_dir / name
-    drive_zip = {"32": "1TXsg8TP5SfsSL6Gk39McCkZu9rhSQnNX", "64": "1NqpYnfluJz9A2INgsn16238FUfZh9QwR"}[size]
+    spec = dataset_spec(name)
+    size, folder = spec.shape[-1], data_dir / name
     steps = (
         f"{name} cannot be downloaded automatically (the Oord et al. release, image-net.org/small/download.php, is "
         f"offline): unpack its train_{size}x{size}.tar and valid_{size}x{size}.tar, or NSF's Google Drive zip "
-        f"(id {drive_zip}), so that {folder} holds the PNG folders train_{size}x{size}/ and valid_{size}x{size}/ "
-        "(or NSF's train/ and val/)"
+        f"(id {spec.download.drive_zip}), so that {folder} holds the PNG folders train_{size}x{size}/ and "
+        f"valid_{size}x{size}/ (or NSF's train/ and val/)"
     )
-    if size == "64":
+    if spec.download.drive_npy:
+        train, valid = (PurePosixPath(path) for path in spec.sources[0])
         steps += (
-            f", or place NSF's train_64x64.npy and valid_64x64.npy (Google Drive ids 15AMmVSX-LDbP7LqC3R9Ns0RPbDI9301D "
-            f"and 1Me8EhsSwWbQjQ91vRG1emkIOCgDKK4yC) in {data_dir / 'imagenet64_fast'}"
+            f", or place NSF's {train.name} and {valid.name} (Google Drive ids {spec.download.drive_npy[0]} "
+            f"and {spec.download.drive_npy[1]}) in {data_dir / train.parent}"
         )
     return steps + "."
 
@@ -96,42 +74,51 @@ class Extraction:
     refused: list[str] = field(default_factory=list)
 
 
-def download_maf(data_dir: str | Path, url: str = MAF_URL, md5: str = MAF_MD5, timeout: float = 60.0) -> Extraction:
+def download_maf(data_dir: str | Path, url: str = MAF.url, md5: str = MAF.md5, timeout: float = 60.0) -> Extraction:
     """Fetch the archive (or reuse a verified one) into data_dir and unpack its data/ tree there."""
     root = _make_folder(Path(data_dir).expanduser().absolute())
-    archive = fetch_file(url, root / ARCHIVE_NAME, md5.lower(), "the MAF archive", MAF_RETRY, timeout)
-    return extract_archive(archive, ARCHIVE_TOP, root, MAF_RETRY)
+    archive = fetch_file(url, root / MAF.path, md5.lower(), "the MAF archive", MAF_RETRY, timeout)
+    return extract_archive(archive, MAF.top, root / MAF.destination, MAF_RETRY)
 
 
 def download_cifar10(
-    data_dir: str | Path, url: str = CIFAR10_URL, md5: str = CIFAR10_MD5, timeout: float = 60.0
+    data_dir: str | Path, url: str = CIFAR10.url, md5: str = CIFAR10.md5, timeout: float = 60.0
 ) -> Extraction:
     """Fetch the python-version tarball into <data_dir>/cifar-10/ and unpack cifar-10-batches-py/ next to it."""
     root = Path(data_dir).expanduser().absolute()
-    folder = _make_folder(root / CIFAR10_ROOT)
+    target = root / CIFAR10.path
+    _make_folder(target.parent)
     retry = download_command("cifar10", root)
-    archive = fetch_file(url, folder / CIFAR10_ARCHIVE, md5.lower(), "the CIFAR-10 archive", retry, timeout)
-    return extract_archive(archive, CIFAR10_TOP, folder / CIFAR10_TOP, retry)
+    archive = fetch_file(url, target, md5.lower(), "the CIFAR-10 archive", retry, timeout)
+    return extract_archive(archive, CIFAR10.top, root / CIFAR10.destination, retry)
 
 
 def download_mnist(
-    data_dir: str | Path, base_url: str = MNIST_URL, md5s: dict[str, str] = MNIST_MD5, timeout: float = 60.0
+    data_dir: str | Path, base_url: str = MNIST.url, md5s: dict[str, str] = MNIST.md5s, timeout: float = 60.0
 ) -> list[Path]:
     """Fetch the four gzip files into <data_dir>/mnist/MNIST/raw/, kept compressed (the reader reads .gz)."""
     root = Path(data_dir).expanduser().absolute()
-    folder = _make_folder(root / MNIST_RAW)
+    folder = _make_folder(root / MNIST.folder)
     retry = download_command("mnist", root)
     return [
-        fetch_file(f"{base_url.rstrip('/')}/{name}", folder / name, md5.lower(), f"the MNIST file {name}", retry, timeout)
+        fetch_file(
+            f"{base_url.rstrip('/')}/{name}", folder / name, md5.lower(), f"the MNIST file {name}", retry, timeout
+        )
         for name, md5 in md5s.items()
     ]
+
+
+# Each automatic download by its scripts/download_data.py choice (specs.DOWNLOADS); manual ones have none.
+DOWNLOADERS = {"maf": download_maf, "cifar10": download_cifar10, "mnist": download_mnist}
 
 
 def _make_folder(folder: Path) -> Path:
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as error:
-        raise DataError(f"cannot create the data folder {folder} ({error}); choose another one with --data-dir.") from None
+        raise DataError(
+            f"cannot create the data folder {folder} ({error}); choose another one with --data-dir."
+        ) from None
     return folder
 
 

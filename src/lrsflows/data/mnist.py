@@ -10,15 +10,17 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .download import MNIST_RAW, download_command, refetch_advice
+from .download import download_command, refetch_advice
 from .errors import DataError
+from .specs import dataset_spec
 
-LAYOUTS = (MNIST_RAW, "mnist")
+SPEC = dataset_spec("mnist")
+LAYOUTS = tuple(layout for (layout,) in SPEC.sources)
 TRAIN_IMAGES = "train-images-idx3-ubyte"
 TEST_IMAGES = "t10k-images-idx3-ubyte"
 IMAGES_MAGIC = 0x00000803
 HEADER = struct.Struct(">IIII")  # magic, count, rows, cols: big-endian
-SIDE = 28
+SIDE = SPEC.shape[-1]
 
 
 def read_mnist(data_dir: Path) -> tuple[torch.Tensor, torch.Tensor]:
@@ -55,7 +57,9 @@ def read_idx_images(path: Path, advice: str) -> torch.Tensor:
         raise DataError(f"{path} has {len(payload)} bytes, fewer than an IDX header's {HEADER.size}; {advice}")
     magic, count, rows, cols = HEADER.unpack_from(payload)
     if magic != IMAGES_MAGIC:
-        raise DataError(f"{path} starts with 0x{magic:08x}, not the IDX image magic number 0x{IMAGES_MAGIC:08x}; {advice}")
+        raise DataError(
+            f"{path} starts with 0x{magic:08x}, not the IDX image magic number 0x{IMAGES_MAGIC:08x}; {advice}"
+        )
     if (rows, cols) != (SIDE, SIDE):
         raise DataError(f"{path} holds {rows}x{cols} images where MNIST's are {SIDE}x{SIDE}; {advice}")
     expected = HEADER.size + count * rows * cols

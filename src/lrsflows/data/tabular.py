@@ -9,28 +9,19 @@ from __future__ import annotations
 
 import json
 import os
-import uuid
 import warnings
 from collections.abc import Callable
 from pathlib import Path
-from typing import BinaryIO
 
 import h5py
 import numpy as np
 import pandas as pd
 
+from ..errors import WriteError
+from ..files import write_atomically
 from . import pickles
 from .errors import DataError
-
-TABULAR = ("power", "gas", "hepmass", "miniboone", "bsds300")
-PUBLISHED_SPLITS = {
-    "power": (1659917, 184435, 204928),
-    "gas": (852174, 94685, 105206),
-    "hepmass": (315123, 35013, 174987),
-    "miniboone": (29556, 3284, 3648),
-    "bsds300": (1000000, 50000, 250000),
-}
-FEATURES = {"power": 6, "gas": 8, "hepmass": 21, "miniboone": 43, "bsds300": 63}
+from .specs import DatasetSpec, dataset_names, dataset_spec
 
 DATA_DIR_ENV = "LRSFLOWS_DATA_DIR"
 SPLITS = ("train", "val", "test")
@@ -41,10 +32,10 @@ GAS_CORRELATION_LIMIT = 0.98
 HEPMASS_TRAIN_COLUMNS = 1 + 27
 HEPMASS_TEST_COLUMNS = HEPMASS_TRAIN_COLUMNS + 1
 HEPMASS_MAX_MINIMUM_REPEATS = 5
-BSDS300_FILES = ("BSDS300/BSDS300.hdf5", "bsds300/bsds300.hdf5")
 BSDS300_KEYS = ("train", "validation", "test")
 REDOWNLOAD = "delete it and re-download it with `make data`."
 CACHE_RECORD = "splits.json"
+BSDS300 = dataset_spec("bsds300")
 # What a pickled DataFrame of numbers with named columns needs, as pandas 2 and pandas 3 write it (names checked
 # with pandas 2.2 / numpy 1.26 and pandas 3.1 / numpy 2.4): numpy arrays (protocol 5 adds _frombuffer), pandas'
 # frame, block manager and index classes, and builtins.slice for block placements.
@@ -158,7 +149,9 @@ def has_repeated_minimum(data: np.ndarray) -> np.ndarray:
     return (data == data.min(axis=0)).sum(axis=0) > HEPMASS_MAX_MINIMUM_REPEATS
 
 
-def preprocess_hepmass(train_frame: pd.DataFrame, test_frame: pd.DataFrame, source: str = "the HEPMASS files") -> Splits:
+def preprocess_hepmass(
+    train_frame: pd.DataFrame, test_frame: pd.DataFrame, source: str = "the HEPMASS files"
+) -> Splits:
     """MAF/NSF HEPMASS: signal rows, train statistics (pandas, ddof=1), discrete columns dropped, validation = end of train."""
     train, test = hepmass_features(train_frame, test_frame, source)
     mean, std = train.mean(), train.std()
@@ -181,63 +174,65 @@ def preprocess_miniboone(raw: np.ndarray) -> Splits:
 
 def load_tabular(name: str, data_dir: str | Path) -> Splits:
     """Train, validation and test of one MAF dataset as float32 C-contiguous arrays; DataError on anything wrong."""
-    if name not in TABULAR:
-        raise DataError(f"unknown tabular dataset {name!r}; choose one of {', '.join(TABULAR)}.")
-    root = Path(data_dir).expanduser().absolute()
-    splits = _read_bsds300(root) if name == "bsds300" else _cached_or_preprocessed(name, root / name)
+    if name not in dataset_names("tabular"):
+        raise DataError(f"unknown tabular dataset {name!r}; choose one of {', '.join(dataset_names('tabular'))}.")
+    spec, root = dataset_spec(name), Path(data_dir).expanduser().absolute()
+    splits = _cached_or_preprocessed(spec, root) if spec.cached else _read_uncached(spec, root)
     return tuple(np.ascontiguousarray(split, dtype=np.float32) for split in splits)
-
-
-# The files each dataset can be read from (any one alternative suffices); NSF's split files always do.
-SOURCES = {
-    "power": (("power/data.npy",),),
-    "gas": (("gas/ethylene_CO.npz",), ("gas/ethylene_CO.pickle",)),
-    "hepmass": (("hepmass/1000_train.csv", "hepmass/1000_test.csv"),),
-    "miniboone": (("miniboone/data.npy",),),
-    "bsds300": tuple((path,) for path in BSDS300_FILES),
-}
 
 
 def missing_datasets(data_dir: str | Path) -> dict[str, str]:
     """Datasets whose files are absent from `data_dir`, each with the file(s) it needs: a check before long sweeps."""
     root = Path(data_dir).expanduser().absolute()
     missing = {}
-    for name, alternatives in SOURCES.items():
-        cached = name != "bsds300" and all((root / name / f"{split}.npy").is_file() for split in SPLITS)
-        if not cached and _raw_files(name, root) is None:
-            missing[name] = " or ".join(" + ".join(files) for files in alternatives)
+    for spec in map(dataset_spec, dataset_names("tabular")):
+        cached = spec.cached and all((root / spec.name / f"{split}.npy").is_file() for split in SPLITS)
+        if not cached and _raw_files(spec, root) is None:
+            missing[spec.name] = " or ".join(" + ".join(files) for files in spec.sources)
     return missing
 
 
-def _cached_or_preprocessed(name: str, folder: Path) -> Splits:
+def _cached_or_preprocessed(spec: DatasetSpec, root: Path) -> Splits:
     """The cached splits if they were made from the raw files now present, else preprocess, check and cache.
 
     With no raw files at all the split files are used as they are: NSF's own, or our cache of a raw file
     since deleted. A cache without the record beside it (an older version's) is rebuilt like a stale one.
     """
+    folder = root / spec.name
     paths = [folder / f"{split}.npy" for split in SPLITS]
-    raw = _raw_files(name, folder.parent)
+    raw = _raw_files(spec, root)
     raw_stamps = None if raw is None else _stamps(raw)  # before reading, so a raw file replaced meanwhile is seen
     if all(path.is_file() for path in paths) and (raw is None or _read_record(folder) == _record(raw_stamps, paths)):
-        splits = tuple(_read_npy(path, FEATURES[name]) for path in paths)
-        _check_published_sizes(name, splits, f"the split files {folder}/{{train,val,test}}.npy")
+        splits = tuple(_read_npy(path, spec.features) for path in paths)
+        _check_published_sizes(spec, splits, f"the split files {folder}/{{train,val,test}}.npy")
         return splits
     if raw is None:
-        expected = next(path for path in SOURCES[name][-1] if not (folder.parent / path).is_file())
-        raise _missing(folder.parent / expected, name.upper())
+        expected = next(path for path in spec.sources[-1] if not (root / path).is_file())
+        raise _missing(root / expected, spec.title)
     with np.errstate(all="ignore"):  # a division by zero or an overflow shows up in the output, checked next
-        splits = _PREPROCESSORS[name](raw)
+        splits = PREPROCESSORS[spec.name](raw)
     source = " and ".join(str(path) for path in raw)
     _check_processed(splits, source)
-    _check_features(name, splits, source)
-    _check_published_sizes(name, splits, source)
+    _check_features(spec, splits, source)
+    _check_published_sizes(spec, splits, source)
     _write_cache(paths, splits, raw_stamps)
     return splits
 
 
-def _raw_files(name: str, root: Path) -> tuple[Path, ...] | None:
-    """The first of `name`'s SOURCES alternatives whose files all exist under `root`, or None."""
-    alternatives = (tuple(root / path for path in files) for files in SOURCES[name])
+def _read_uncached(spec: DatasetSpec, root: Path) -> Splits:
+    """The splits a file holds as they are (BSDS300): read each time, as there is no preprocessing to save."""
+    raw = _raw_files(spec, root)
+    if raw is None:
+        spellings = "".join(f" (or NSF's spelling {root / files[0]})" for files in spec.sources[1:])
+        raise _missing(root / spec.sources[0][0], spec.title, spellings)
+    splits = PREPROCESSORS[spec.name](raw)
+    _check_published_sizes(spec, splits, " and ".join(str(path) for path in raw))
+    return splits
+
+
+def _raw_files(spec: DatasetSpec, root: Path) -> tuple[Path, ...] | None:
+    """The first of the spec's source alternatives whose files all exist under `root`, or None."""
+    alternatives = (tuple(root / path for path in files) for files in spec.sources)
     return next((paths for paths in alternatives if all(path.is_file() for path in paths)), None)
 
 
@@ -246,14 +241,6 @@ def _hepmass(raw: tuple[Path, ...]) -> Splits:
     train = _read_csv(train_path, HEPMASS_TRAIN_COLUMNS, "label and 27 features")
     test = _read_csv(test_path, HEPMASS_TEST_COLUMNS, "label, 27 features and the test file's extra last column")
     return preprocess_hepmass(train, test, f"{train_path} and {test_path}")
-
-
-_PREPROCESSORS: dict[str, Callable[[tuple[Path, ...]], Splits]] = {
-    "power": lambda raw: preprocess_power(_read_npy(raw[0], POWER_COLUMNS)),
-    "gas": lambda raw: preprocess_gas(_read_gas_frame(raw[0])),
-    "hepmass": _hepmass,
-    "miniboone": lambda raw: preprocess_miniboone(_read_npy(raw[0], FEATURES["miniboone"])),
-}
 
 
 def _missing(path: Path, label: str, alternative: str = "") -> DataError:
@@ -293,7 +280,7 @@ def _read_csv(path: Path, columns: int, layout: str) -> pd.DataFrame:
 
 
 def _read_gas_frame(path: Path) -> pd.DataFrame:
-    """The GAS DataFrame from the converted ethylene_CO.npz or from the user's pickle (SOURCES prefers the npz)."""
+    """The GAS DataFrame from the converted ethylene_CO.npz or from the user's pickle (its spec lists the npz first)."""
     frame = _read_gas_npz(path) if path.suffix == ".npz" else _read_gas_pickle(path)
     missing = [column for column in GAS_DROPPED if column not in frame.columns]
     if missing:
@@ -352,21 +339,16 @@ def _gas_conversion_needed(path: Path, reason: str) -> DataError:
     )
 
 
-def _read_bsds300(root: Path) -> Splits:
+def _read_bsds300(raw: tuple[Path, ...]) -> Splits:
     """BSDS300's three HDF5 datasets as they are (no preprocessing), under MAF's or NSF's file name."""
-    raw = _raw_files("bsds300", root)
-    if raw is None:
-        raise _missing(root / BSDS300_FILES[0], "BSDS300", f" (or NSF's spelling {root / BSDS300_FILES[1]})")
     path = raw[0]
     try:
         with h5py.File(path, "r") as file:
             splits = tuple(_read_hdf5_table(file, key, path) for key in BSDS300_KEYS)
     except (OSError, KeyError, TypeError, ValueError) as error:
         raise DataError(
-            f"{path} is not a readable HDF5 file with datasets train, validation and test ({error}); "
-            f"{REDOWNLOAD}"
+            f"{path} is not a readable HDF5 file with datasets train, validation and test ({error}); {REDOWNLOAD}"
         ) from None
-    _check_published_sizes("bsds300", splits, str(path))
     return splits
 
 
@@ -377,12 +359,12 @@ def _read_hdf5_table(file: h5py.File, key: str, path: Path) -> np.ndarray:
         found = "no entry" if entry is None else f"a {type(entry).__name__.lower()}"  # a group, a datatype
         raise DataError(
             f"{path} has {found} named {key!r} where BSDS300's {key} dataset (a table of "
-            f"{FEATURES['bsds300']} numbers per row) is expected; {REDOWNLOAD}"
+            f"{BSDS300.features} numbers per row) is expected; {REDOWNLOAD}"
         )
     source = f"{path} (dataset {key})"
     if entry.dtype.kind not in "fiu":
         raise DataError(f"{source} holds {entry.dtype} values instead of numbers; {REDOWNLOAD}")
-    _check_columns(entry, FEATURES["bsds300"], source)
+    _check_columns(entry, BSDS300.features, source)
     with np.errstate(over="ignore"):  # a value beyond float32's range becomes Inf, which _require_finite reports
         table = entry[()].astype(np.float32)
     _require_finite(table, source)
@@ -429,23 +411,23 @@ def _check_processed(splits: Splits, source: str) -> None:
         )
 
 
-def _check_features(name: str, splits: Splits, source: str) -> None:
-    """GAS and HEPMASS keep a data-dependent number of columns; the MAF files give exactly FEATURES[name]."""
+def _check_features(spec: DatasetSpec, splits: Splits, source: str) -> None:
+    """GAS and HEPMASS keep a data-dependent number of columns; the MAF files give exactly spec.features."""
     got = splits[0].shape[1]
-    if got != FEATURES[name]:
+    if got != spec.features:
         raise DataError(
-            f"preprocessing {source} keeps {got} features where the MAF {name.upper()} data gives {FEATURES[name]}; "
+            f"preprocessing {source} keeps {got} features where the MAF {spec.title} data gives {spec.features}; "
             f"it is not the MAF file, so {REDOWNLOAD}"
         )
 
 
-def _check_published_sizes(name: str, splits: Splits, source: str) -> None:
+def _check_published_sizes(spec: DatasetSpec, splits: Splits, source: str) -> None:
     """With the full data (as many rows as the published splits together) the split sizes must be the published ones."""
     sizes = tuple(split.shape[0] for split in splits)
-    published = PUBLISHED_SPLITS[name]
+    published = spec.splits
     if sum(sizes) == sum(published) and sizes != published:
         raise DataError(
-            f"{source} gives {name.upper()} train/val/test sizes {sizes} where the published MAF splits are "
+            f"{source} gives {spec.title} train/val/test sizes {sizes} where the published MAF splits are "
             f"{published}; delete the files named here and run `make data` again."
         )
 
@@ -484,21 +466,22 @@ def _write_cache(paths: list[Path], splits: Splits, raw_stamps: dict[str, list[i
     """
     try:
         for path, split in zip(paths, splits):
-            _write_atomically(path, lambda handle, split=split: np.save(handle, np.asarray(split, dtype=np.float64)))
+            write_atomically(path, lambda handle, split=split: np.save(handle, np.asarray(split, dtype=np.float64)))
         record = json.dumps(_record(raw_stamps, paths)).encode()
-        _write_atomically(paths[0].parent / CACHE_RECORD, lambda handle: handle.write(record))
-    except OSError as error:
-        message = f"could not cache the processed splits in {paths[0].parent} ({error}); they will be recomputed next time."
+        write_atomically(paths[0].parent / CACHE_RECORD, lambda handle: handle.write(record))
+    except WriteError as error:
+        reason = error.__cause__  # the OSError itself, which this warning names
+        message = (
+            f"could not cache the processed splits in {paths[0].parent} ({reason}); they will be recomputed next time."
+        )
         warnings.warn(message, stacklevel=3)
 
 
-def _write_atomically(path: Path, write: Callable[[BinaryIO], object]) -> None:
-    """Write to a temporary file in the same folder and rename, so no reader ever sees half a file."""
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")  # umask permissions
-    try:
-        with open(temporary, "xb") as handle:
-            write(handle)
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
+# How each tabular dataset's raw files (the spec's first complete source) become its three splits.
+PREPROCESSORS: dict[str, Callable[[tuple[Path, ...]], Splits]] = {
+    "power": lambda raw: preprocess_power(_read_npy(raw[0], POWER_COLUMNS)),
+    "gas": lambda raw: preprocess_gas(_read_gas_frame(raw[0])),
+    "hepmass": _hepmass,
+    "miniboone": lambda raw: preprocess_miniboone(_read_npy(raw[0], dataset_spec("miniboone").features)),
+    "bsds300": _read_bsds300,
+}

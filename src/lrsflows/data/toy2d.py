@@ -295,8 +295,18 @@ class Sign(ConditionalGaussian):
 DENSITIES: dict[str, type[Density2D]] = {
     cls.name: cls
     for cls in (
-        EightGaussians, Rings, Checkerboard, TwoSpirals, Diamond, Crescent, CrescentCubed,
-        SineWave, Abs, Sign, FourCircles, Gaussian,
+        EightGaussians,
+        Rings,
+        Checkerboard,
+        TwoSpirals,
+        Diamond,
+        Crescent,
+        CrescentCubed,
+        SineWave,
+        Abs,
+        Sign,
+        FourCircles,
+        Gaussian,
     )
 }
 

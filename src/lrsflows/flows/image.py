@@ -5,30 +5,44 @@ log_prob is the density in pixel units and bits/dim = -log_prob / (ln 2 * C * H 
 """
 
 from ..nets.residual import ConvResidualNet
+from ..splines import SplineSettings
 from ..transforms.base import CompositeTransform
 from ..transforms.coupling import CouplingTransform, hidden_scale, mid_split_mask
 from ..transforms.elementwise import elementwise_map
 from ..transforms.linear import OneByOneConvolution
 from ..transforms.normalization import ActNorm
-from ..transforms.reshape import AffineScalar, Flatten, Logit, MultiscaleComposite, Squeeze
+from ..transforms.pointwise import AffineScalar, Logit
+from ..transforms.reshape import Flatten, MultiscaleComposite, Squeeze
+from .choices import choose
 from .distributions import StandardNormal
 from .flow import Flow
 
-PREPROCESSING_CHOICES = ("glow", "realnvp", "realnvp_2alpha")
+
+def _glow(num_bits: int, alpha: float):
+    """x / 2^n - 0.5 (alpha unused)."""
+    return AffineScalar(scale=1.0 / 2.0**num_bits, shift=-0.5)
+
+
+def _realnvp(alphas: float):
+    """logit(alpha + (1 - alphas * alpha) x / 2^n): RealNVP squashes pixels into [alpha, 1 - (alphas - 1) alpha]."""
+
+    def preprocessing(num_bits: int, alpha: float):
+        squash = 1.0 - alphas * alpha
+        return CompositeTransform([AffineScalar(scale=squash / 2.0**num_bits, shift=alpha), Logit()])
+
+    return preprocessing
+
+
+# An image flow's splines unless told otherwise: 4 bins (the NSF CIFAR-10 setting), otherwise the defaults.
+IMAGE_SPLINE = SplineSettings(num_bins=4)
+
+# preprocessing -> transform(num_bits, alpha) mapping pixels in [0, 2^n) to the flow's working range.
+PREPROCESSINGS = {"glow": _glow, "realnvp": _realnvp(1.0), "realnvp_2alpha": _realnvp(2.0)}
 
 
 def preprocessing_transform(preprocessing: str, num_bits: int, alpha: float):
-    """Maps pixels in [0, 2^n) to the working range, as a transform so its log-det enters the density.
-
-    'glow': x / 2^n - 0.5; 'realnvp': logit(alpha + (1 - alpha) x / 2^n); 'realnvp_2alpha': 1 - 2 alpha.
-    """
-    bins = 2.0**num_bits
-    if preprocessing == "glow":
-        return AffineScalar(scale=1.0 / bins, shift=-0.5)
-    squash = {"realnvp": 1.0 - alpha, "realnvp_2alpha": 1.0 - 2.0 * alpha}.get(preprocessing)
-    if squash is None:
-        raise ValueError(f"unknown preprocessing {preprocessing!r}; choose one of {PREPROCESSING_CHOICES}.")
-    return CompositeTransform([AffineScalar(scale=squash / bins, shift=alpha), Logit()])
+    """The preprocessing as a transform, so its log-det enters the density."""
+    return choose(PREPROCESSINGS, preprocessing, "preprocessing")(num_bits, alpha)
 
 
 def _check_shape(shape, num_levels):
@@ -48,38 +62,25 @@ def build_image_flow(
     steps_per_level=7,
     hidden_channels=96,
     num_blocks=3,
-    num_bins=4,
+    spline=IMAGE_SPLINE,
     dropout=0.2,
     use_batch_norm=True,
     multi_scale=False,
     num_bits=8,
     preprocessing="glow",
-    tail_bound=3.0,
-    actnorm=True,
-    min_bin_width=1e-3,
-    min_bin_height=1e-3,
-    min_derivative=1e-3,
     alpha=0.05,
+    actnorm=True,
 ) -> Flow:
     """Preprocessing, then per level: Squeeze, steps x [ActNorm, 1x1 conv, coupling], 1x1 conv; split or flatten.
 
-    `family` is the coupling's element-wise map ('lrs', 'rq', 'quadratic' (NSF's Q-NSF), 'quadratic_c1'
-    (its boundary made C1) or 'affine'); the couplings have no unconditional map here. Spline
-    couplings use linear tails and divide their bin-size logits by sqrt(hidden_channels), as the
-    original does for conv conditioners (nflows reads `hidden_channels` when `hidden_features` is absent).
+    `family` is the coupling's element-wise map (a name of transforms.elementwise.elementwise_families()), the
+    preprocessing a key of PREPROCESSINGS; the couplings have no unconditional map here. Spline couplings divide
+    their bin-size logits by sqrt(hidden_channels), as the original does for conv conditioners (nflows reads
+    `hidden_channels` when `hidden_features` is absent).
     """
     _check_shape(shape, num_levels)
     preprocess = preprocessing_transform(preprocessing, num_bits, alpha)
-    elementwise = elementwise_map(
-        family,
-        num_bins=num_bins,
-        tails="linear",
-        tail_bound=tail_bound,
-        min_bin_width=min_bin_width,
-        min_bin_height=min_bin_height,
-        min_derivative=min_derivative,
-    )
-    size_logit_scale = 1.0 if family == "affine" else hidden_scale(hidden_channels)
+    elementwise = elementwise_map(family, spline)
 
     def make_conditioner(in_channels, out_channels):
         return ConvResidualNet(
@@ -96,7 +97,7 @@ def build_image_flow(
             mid_split_mask(channels),
             make_conditioner,
             elementwise,
-            size_logit_scale=size_logit_scale,
+            size_logit_scale=hidden_scale(hidden_channels),
             unconditional_identity=False,  # the original image configs leave it off
         )
         normalisation = [ActNorm(channels)] if actnorm else []

@@ -1,10 +1,12 @@
 """Residual MADE (Germain et al. 2015) as NSF uses it: the conditioner of autoregressive flows (docs/architectures.md §Autoregressive layers)."""
 
+from functools import partial
+
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .residual import BATCH_NORM_EPS, _near_zero_
+from .residual import BATCH_NORM_EPS, ResidualBlock
 
 
 class MaskedLinear(nn.Linear):
@@ -20,26 +22,6 @@ class MaskedLinear(nn.Linear):
 
 def _hidden_degrees(hidden_features, features):
     return torch.arange(hidden_features) % max(1, features - 1) + min(1, features - 1)
-
-
-class MaskedResidualBlock(nn.Module):
-    """[BN] -> ReLU -> masked -> [BN] -> ReLU -> Dropout -> masked (near-zero init), plus skip."""
-
-    def __init__(self, mask, dropout, use_batch_norm):
-        super().__init__()
-        hidden = mask.shape[0]
-        self.norms = (
-            nn.ModuleList([nn.BatchNorm1d(hidden, eps=BATCH_NORM_EPS) for _ in range(2)]) if use_batch_norm else None
-        )
-        self.first = MaskedLinear(hidden, hidden, mask)
-        self.second = _near_zero_(MaskedLinear(hidden, hidden, mask))
-        self.dropout = nn.Dropout(dropout)
-
-    def forward(self, inputs):
-        hidden = inputs if self.norms is None else self.norms[0](inputs)
-        hidden = self.first(F.relu(hidden))
-        hidden = hidden if self.norms is None else self.norms[1](hidden)
-        return inputs + self.second(self.dropout(F.relu(hidden)))
 
 
 class MADE(nn.Module):
@@ -60,7 +42,13 @@ class MADE(nn.Module):
         self.context = nn.Linear(context_features, hidden_features) if context_features else None
         hidden_mask = (hidden_degrees[:, None] >= hidden_degrees).float()
         self.blocks = nn.ModuleList(
-            MaskedResidualBlock(hidden_mask, dropout, use_batch_norm) for _ in range(num_blocks)
+            ResidualBlock(
+                partial(MaskedLinear, hidden_features, hidden_features, hidden_mask),
+                partial(nn.BatchNorm1d, hidden_features, eps=BATCH_NORM_EPS),
+                dropout,
+                use_batch_norm,
+            )
+            for _ in range(num_blocks)
         )
         self.final = MaskedLinear(
             hidden_features, features * multiplier, (output_degrees[:, None] > hidden_degrees).float()

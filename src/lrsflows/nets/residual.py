@@ -1,5 +1,8 @@
 """Fully connected and convolutional residual conditioners (docs/architectures.md §Tabular and 2-D flows; docs/architectures.md §Image flows), with the original init."""
 
+from collections.abc import Callable
+from functools import partial
+
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -16,7 +19,11 @@ def _near_zero_(layer: nn.Module) -> nn.Module:
 
 
 class ResidualBlock(nn.Module):
-    """[BN] -> ReLU -> layer -> [BN] -> ReLU -> Dropout -> layer, plus the skip connection."""
+    """[BN] -> ReLU -> layer -> [BN] -> ReLU -> Dropout -> layer, plus the skip connection.
+
+    `make_layer()` builds each layer (a linear map, a convolution, MADE's masked linear map), `make_norm()` each
+    batch norm.
+    """
 
     def __init__(self, make_layer, make_norm, dropout, use_batch_norm):
         super().__init__()
@@ -33,8 +40,16 @@ class ResidualBlock(nn.Module):
         return inputs + hidden
 
 
-class ResidualNet(nn.Module):
-    """Linear(in, H) -> num_blocks residual blocks -> Linear(H, out); context is concatenated to the input."""
+class _ResidualStack(nn.Module):
+    """outer(in + context, H) -> num_blocks residual blocks -> outer(H, out); context is concatenated to the input.
+
+    A subclass names its layers: `make_outer(in, out)` the first and last, `make_inner(H, H)` and `make_norm(H)`
+    a block's. They are built in the order initial, blocks, final, which fixes how they draw their random init.
+    """
+
+    make_outer: Callable
+    make_inner: Callable
+    make_norm: Callable
 
     def __init__(
         self,
@@ -47,18 +62,11 @@ class ResidualNet(nn.Module):
         context_features=0,
     ):
         super().__init__()
-        self.hidden_features = hidden_features
-        self.initial = nn.Linear(in_features + context_features, hidden_features)
-        self.blocks = nn.ModuleList(
-            ResidualBlock(
-                lambda: nn.Linear(hidden_features, hidden_features),
-                lambda: nn.BatchNorm1d(hidden_features, eps=BATCH_NORM_EPS),
-                dropout,
-                use_batch_norm,
-            )
-            for _ in range(num_blocks)
-        )
-        self.final = nn.Linear(hidden_features, out_features)
+        self.initial = self.make_outer(in_features + context_features, hidden_features)
+        inner = partial(self.make_inner, hidden_features, hidden_features)
+        norm = partial(self.make_norm, hidden_features, eps=BATCH_NORM_EPS)
+        self.blocks = nn.ModuleList(ResidualBlock(inner, norm, dropout, use_batch_norm) for _ in range(num_blocks))
+        self.final = self.make_outer(hidden_features, out_features)
 
     def forward(self, inputs, context=None):
         hidden = self.initial(inputs if context is None else torch.cat([inputs, context], dim=1))
@@ -67,35 +75,17 @@ class ResidualNet(nn.Module):
         return self.final(hidden)
 
 
-class ConvResidualNet(nn.Module):
-    """Conv1x1(in, H) -> num_blocks residual blocks of 3x3 convs -> Conv1x1(H, out), for image couplings."""
+class ResidualNet(_ResidualStack):
+    """Linear(in, H) -> num_blocks residual blocks -> Linear(H, out); context is concatenated to the input."""
 
-    def __init__(
-        self,
-        in_channels,
-        out_channels,
-        hidden_channels,
-        num_blocks=2,
-        dropout=0.0,
-        use_batch_norm=False,
-        context_channels=0,
-    ):
-        super().__init__()
-        self.hidden_features = hidden_channels
-        self.initial = nn.Conv2d(in_channels + context_channels, hidden_channels, kernel_size=1)
-        self.blocks = nn.ModuleList(
-            ResidualBlock(
-                lambda: nn.Conv2d(hidden_channels, hidden_channels, kernel_size=3, padding=1),
-                lambda: nn.BatchNorm2d(hidden_channels, eps=BATCH_NORM_EPS),
-                dropout,
-                use_batch_norm,
-            )
-            for _ in range(num_blocks)
-        )
-        self.final = nn.Conv2d(hidden_channels, out_channels, kernel_size=1)
+    make_outer = make_inner = nn.Linear
+    make_norm = nn.BatchNorm1d
 
-    def forward(self, inputs, context=None):
-        hidden = self.initial(inputs if context is None else torch.cat([inputs, context], dim=1))
-        for block in self.blocks:
-            hidden = block(hidden)
-        return self.final(hidden)
+
+class ConvResidualNet(_ResidualStack):
+    """Conv1x1(in, H) -> num_blocks residual blocks of 3x3 convs -> Conv1x1(H, out), for image couplings (the
+    features are channels)."""
+
+    make_outer = staticmethod(partial(nn.Conv2d, kernel_size=1))
+    make_inner = staticmethod(partial(nn.Conv2d, kernel_size=3, padding=1))
+    make_norm = nn.BatchNorm2d

@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 from omegaconf import OmegaConf
 
-from ..data.tabular import TABULAR
+from ..data.specs import data_kind
 from .record import FAILURE_FILE, flatten
 
 log = logging.getLogger(__name__)
@@ -76,6 +76,7 @@ def aggregate(runs: pd.DataFrame) -> pd.DataFrame:
         row = dict(zip(GROUP_KEYS, keys))
         row |= {
             "data_kind": group["data_kind"].iloc[0],
+            "family": group["family"].iloc[0],
             "unit": group["unit"].iloc[0],
             "higher_is_better": group["higher_is_better"].iloc[0],
             "num_seeds": count,
@@ -151,7 +152,9 @@ def _seed_text(seed) -> str:
 
 def _frame(records: list[dict]) -> pd.DataFrame:
     runs = pd.DataFrame.from_records(records)
-    runs = runs.reindex(columns=list(dict.fromkeys([*COLUMNS, "config", "config_digest", "data_kind", *runs.columns])))
+    runs = runs.reindex(
+        columns=list(dict.fromkeys([*COLUMNS, "family", "config", "config_digest", "data_kind", *runs.columns]))
+    )
     runs[NUMERIC_KEYS] = runs[NUMERIC_KEYS].apply(pd.to_numeric, errors="coerce")
     legacy = runs["config_digest"].isna()
     # Without a recorded configuration nothing says two runs were trained alike: one group per file.
@@ -161,11 +164,9 @@ def _frame(records: list[dict]) -> pd.DataFrame:
 
 
 def _guess_kind(record: pd.Series) -> str:
-    """The data kind of a results.json that does not record it: bits/dim are images; else the MAF five are
-    tabular and anything else 2-D (new results record their kind, so this serves old files only)."""
-    if record["metric"] == "test_bits_per_dim":
-        return "image"
-    return "tabular" if record["dataset"] in TABULAR else "toy2d"
+    """The data kind of a results.json that does not record it (new results record their kind, so this serves
+    old files only): bits/dim are images, else the kind of the dataset's spec."""
+    return "image" if record["metric"] == "test_bits_per_dim" else data_kind(record["dataset"])
 
 
 def _drop_repeated_seeds(runs: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:

@@ -9,19 +9,7 @@ import io
 
 import pandas as pd
 
-MODEL_LABELS = {"lrs": "LRS", "rq_nsf": "RQ-NSF", "q_nsf": "Q-NSF", "affine": "Affine"}
 ARCH_SUFFIXES = {"coupling": "(C)", "autoregressive": "(A)"}
-DATASET_TITLES = {
-    "power": "POWER",
-    "gas": "GAS",
-    "hepmass": "HEPMASS",
-    "miniboone": "MINIBOONE",
-    "bsds300": "BSDS300",
-    "mnist": "MNIST",
-    "cifar10": "CIFAR-10",
-    "imagenet32": "ImageNet 32x32",
-    "imagenet64": "ImageNet 64x64",
-}
 
 LRS_PAPER = "LRS paper"
 NSF_PAPER = "NSF paper, unverified"

@@ -1,4 +1,4 @@
-"""What a result is: the training configuration that produced it, its digest, and where it was computed.
+"""What a result is: the training configuration that produced it and its digest (provenance.py: where and how).
 
 Tables group runs by this digest, so two runs share a row only when they differ in nothing but the seed.
 Keys that cannot change a number (where files go, which device, how often to log, task arguments) stay out.
@@ -6,17 +6,23 @@ Keys that cannot change a number (where files go, which device, how often to log
 
 import hashlib
 import json
-import platform
-from datetime import datetime, timezone
-from importlib.metadata import PackageNotFoundError, version
-
-import torch
 
 # Top-level sections and dotted keys of the resolved config that do not change what is trained or scored.
-NOT_TRAINING = frozenset({
-    "task", "seed", "ckpt", "n", "temperature", "paths",
-    "trainer.device", "trainer.resume", "trainer.progress_bar", "trainer.log_every", "trainer.checkpoint_every",
-})  # fmt: skip
+NOT_TRAINING = frozenset(
+    {
+        "task",
+        "seed",
+        "ckpt",
+        "n",
+        "temperature",
+        "paths",
+        "trainer.device",
+        "trainer.resume",
+        "trainer.progress_bar",
+        "trainer.log_every",
+        "trainer.checkpoint_every",
+    }
+)
 DIGEST_LENGTH = 10
 
 
@@ -50,29 +56,6 @@ def flatten(tree: dict, prefix: str = "") -> dict:
         else:
             flat[f"{prefix}{key}"] = value
     return flat
-
-
-def library_version() -> str:
-    try:
-        return version("lrsflows")
-    except PackageNotFoundError:
-        return "unknown"
-
-
-def provenance(task: str, config: dict, device: str) -> dict:
-    """The fields every results.json carries besides its scores: task, data kind, configuration, versions, date."""
-    training = training_config(config)
-    return {
-        "task": task,
-        "data_kind": config["dataset"]["kind"],
-        "config": training,
-        "config_digest": config_digest(training),
-        "lrsflows_version": library_version(),
-        "torch_version": torch.__version__,
-        "python_version": platform.python_version(),
-        "device": device,
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-    }
 
 
 # Left in a training run's dir when the run stops on an error ({"error": one sentence}); removed when it restarts.

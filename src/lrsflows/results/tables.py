@@ -12,16 +12,16 @@ from pathlib import Path
 
 import pandas as pd
 
+from ..data.specs import DATASETS
+from ..train.kinds import KINDS
+from ..transforms.elementwise import elementwise_families
 from .collect import MEASURE_ERRORS, Collection
-from .paper import ARCH_SUFFIXES, CITATIONS, DATASET_TITLES, MODEL_LABELS, paper_frame, row_labels
+from .paper import ARCH_SUFFIXES, CITATIONS, paper_frame, row_labels
 
 OURS = "ours"
-# Our rows follow the paper: coupling before autoregressive, then LRS, RQ-NSF, Q-NSF, Affine; unknown keys last.
-ROW_ORDER = {"arch": list(ARCH_SUFFIXES), "model": list(MODEL_LABELS)}
 TIDY_LEADING_COLUMNS = ["source", "row", "variant", "model", "model_label", "arch", "dataset", "cell"]
 TIDY_DROPPED_COLUMNS = ["config"]  # the nested dict; config_digest names it and each run's results.json holds it
-# Table name (file stem) of each data kind, in the order tables are printed.
-TABLE_NAMES = {"tabular": "tabular", "image": "images", "toy2d": "toy2d"}
+# The tables (file stems) in the order they are printed; which one a run belongs to is its data kind's `table`.
 CAPTIONS = {
     "tabular": "Tabular density estimation: test log-likelihood in nats (higher is better), ± 2 standard errors",
     "images": "Image modelling: test bits per dimension, 8-bit data (lower is better), ± 2 standard errors",
@@ -44,10 +44,21 @@ NOTES = {
     ),
 }
 _LATEX_ESCAPES = {
-    "\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{", "}": r"\}",
-    "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "±": r"$\pm$", "σ": r"$\sigma$", "√": r"$\surd$",
+    "\\": r"\textbackslash{}",
+    "&": r"\&",
+    "%": r"\%",
+    "$": r"\$",
+    "#": r"\#",
+    "_": r"\_",
+    "{": r"\{",
+    "}": r"\}",
+    "~": r"\textasciitilde{}",
+    "^": r"\textasciicircum{}",
+    "±": r"$\pm$",
+    "σ": r"$\sigma$",
+    "√": r"$\surd$",
     "·": r"$\cdot$",
-}  # fmt: skip
+}
 
 
 @dataclass(frozen=True)
@@ -63,7 +74,7 @@ class Table:
 
 def table_names(summary: pd.DataFrame) -> pd.Series:
     """Which table each summary row belongs to, from the data kind its run recorded."""
-    return summary["data_kind"].map(TABLE_NAMES)
+    return summary["data_kind"].map({name: kind.table for name, kind in KINDS.items()})
 
 
 def build_tables(summary: pd.DataFrame, notes: tuple[str, ...] = ()) -> list[Table]:
@@ -74,9 +85,7 @@ def build_tables(summary: pd.DataFrame, notes: tuple[str, ...] = ()) -> list[Tab
         return []
     names = table_names(summary)
     builders = {"tabular": _paper_layout_table, "images": _paper_layout_table, "toy2d": _toy2d_table}
-    return [
-        builders[name](summary[names == name], name, notes) for name in TABLE_NAMES.values() if (names == name).any()
-    ]
+    return [builders[name](summary[names == name], name, notes) for name in CAPTIONS if (names == name).any()]
 
 
 def render_markdown(summary: pd.DataFrame, collection: Collection | None = None) -> str:
@@ -111,7 +120,8 @@ def write_tables(summary: pd.DataFrame, out_dir: Path, collection: Collection | 
 
 
 def _paper_layout_table(summary: pd.DataFrame, name: str, extra_notes: tuple[str, ...]) -> Table:
-    ours = _labelled(summary).assign(dataset=lambda frame: frame["dataset"].replace(DATASET_TITLES), source=OURS)
+    titles = {name: spec.title for name, spec in DATASETS.items()}
+    ours = _labelled(summary).assign(dataset=lambda frame: frame["dataset"].replace(titles), source=OURS)
     paper = paper_frame().query("dataset in @ours.dataset")
     paper = paper.assign(row=row_labels(paper["model_label"], paper["arch"]), variant="")
     verified, unverified = paper[paper["verified"]], paper[~paper["verified"]]
@@ -170,20 +180,25 @@ def _notes(base: str, citations: str, ours: pd.DataFrame, extra_notes: tuple[str
 
 
 def _labelled(summary: pd.DataFrame) -> pd.DataFrame:
-    """Our runs in ROW_ORDER with the paper's labels ("LRS (C)")."""
-    ours = summary.sort_values(["arch", "model"], key=_row_position, kind="stable")
-    ours = ours.assign(model_label=ours["model"].replace(MODEL_LABELS))
+    """Our runs with the paper's labels ("LRS (C)"): coupling before autoregressive, then the element-wise
+    families in registry order (LRS, RQ-NSF, Q-NSF, ..., Affine); a family the registry lacks keeps its name."""
+    families = elementwise_families()
+    order = {"arch": list(ARCH_SUFFIXES), "family": list(families)}
+    ours = summary.sort_values(
+        ["arch", "family"], key=lambda column: _position(column, order[column.name]), kind="stable"
+    )
+    labels = {name: family.label for name, family in families.items()}
+    ours = ours.assign(model_label=ours["family"].map(labels).fillna(ours["family"].fillna(ours["model"])))
     return ours.assign(row=row_labels(ours["model_label"], ours["arch"]))
 
 
-def _row_position(column: pd.Series) -> pd.Series:
-    order = ROW_ORDER[column.name]
+def _position(column: pd.Series, order: list[str]) -> pd.Series:
     return column.map({key: position for position, key in enumerate(order)}).fillna(len(order))
 
 
 def _dataset_position(title: str) -> tuple[int, str]:
-    """Columns in DATASET_TITLES order (the paper's, with MNIST and ImageNet 32x32 slotted in); unknown ones last."""
-    titles = list(DATASET_TITLES.values())
+    """Columns in the specs' order (the paper's, with MNIST and ImageNet 32x32 slotted in); unknown ones last."""
+    titles = [spec.title for spec in DATASETS.values()]
     return (titles.index(title) if title in titles else len(titles), title)
 
 
@@ -230,8 +245,10 @@ def _paper_layout_cell(row: pd.Series) -> str:
 
 
 def _incomplete_markdown(incomplete: pd.DataFrame) -> str:
-    lines = [f"- {row.status}: {row.run_dir}" + (f" ({row.reason})" if row.status == "failed" else "")
-             for row in incomplete.itertuples()]  # fmt: skip
+    lines = [
+        f"- {row.status}: {row.run_dir}" + (f" ({row.reason})" if row.status == "failed" else "")
+        for row in incomplete.itertuples()
+    ]
     return "\n".join([f"### Runs without results ({len(incomplete)}): not in the tables above", "", *lines])
 
 

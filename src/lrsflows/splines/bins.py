@@ -9,17 +9,16 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 
+from .settings import SplineSettings
+
 
 def interior_knots(logits: torch.Tensor, min_size: float, low: float, high: float) -> torch.Tensor:
     """The K-1 knots between low and high from unnormalised bin sizes (softmax + minimum size).
 
-    cumsum(softmax) is taken as cumsum(exp) / total, one pass over the bins.
+    cumsum(softmax) is taken as cumsum(exp) / total, one pass over the bins. SplineSettings keeps min_size * K
+    below 1.
     """
     num_bins = logits.shape[-1]
-    if min_size * num_bins > 1.0:
-        raise ValueError(
-            f"minimum bin size {min_size} times {num_bins} bins exceeds 1; lower the minimum or the bin count."
-        )
     weights = torch.exp(logits - logits.amax(dim=-1, keepdim=True))
     cumulative = torch.cumsum(weights, dim=-1)
     # knot k = low + (high - low) * (k * min_size + (1 - K * min_size) * cumsum_k / total), fused in one addcmul.
@@ -131,26 +130,16 @@ class Bin(NamedTuple):
     d_end: torch.Tensor
 
 
-def locate_bin(
-    inputs,
-    width_logits,
-    height_logits,
-    derivative_logits,
-    inverse,
-    bound,
-    linear_tails,
-    min_bin_width,
-    min_bin_height,
-    min_derivative,
-) -> Bin:
+def locate_bin(inputs, width_logits, height_logits, derivative_logits, inverse, settings: SplineSettings) -> Bin:
     """Build the interior knots, find each input's bin (by y-knots when inverting) and gather what RQ and LRS need."""
-    x_inner = interior_knots(width_logits, min_bin_width, -bound, bound)
-    y_inner = interior_knots(height_logits, min_bin_height, -bound, bound)
+    bound = settings.tail_bound
+    x_inner = interior_knots(width_logits, settings.min_bin_width, -bound, bound)
+    y_inner = interior_knots(height_logits, settings.min_bin_height, -bound, bound)
     index = find_bin_among_interior(y_inner if inverse else x_inner, inputs)
     edges = bin_edges(index, width_logits.shape[-1])
     return Bin(
         index,
         *gather_between_ends(x_inner, edges, -bound, bound),
         *gather_between_ends(y_inner, edges, -bound, bound),
-        *bin_derivatives(derivative_logits, index, min_derivative, linear_tails, edges),
+        *bin_derivatives(derivative_logits, index, settings.min_derivative, settings.linear_tails, edges),
     )

@@ -15,14 +15,15 @@ import torch
 
 from .bins import bin_knots, gather_bin, knot_derivatives, locate_bin
 from .knots import Knots
+from .registry import Family
 
 LAMBDA_SCALE = 0.95
 LAMBDA_OFFSET = 0.025
 
 
-def _split(params, linear_tails):
+def _split(params, settings):
     """Layout per element: K widths | K heights | K lambda logits | K-1 (or K+1) derivatives."""
-    num_bins = (params.shape[-1] + (1 if linear_tails else -1)) // 4
+    num_bins = settings.num_bins
     return params.split([num_bins, num_bins, num_bins, params.shape[-1] - 3 * num_bins], dim=-1)
 
 
@@ -30,12 +31,13 @@ def _lambda(logits):
     return LAMBDA_SCALE * torch.sigmoid(logits) + LAMBDA_OFFSET
 
 
-def knots(params, bound, linear_tails, min_bin_width, min_bin_height, min_derivative) -> Knots:
-    widths, heights, lambdas, derivatives = _split(params, linear_tails)
+def knots(params, settings) -> Knots:
+    widths, heights, lambdas, derivatives = _split(params, settings)
+    bound = settings.tail_bound
     return Knots(
-        x=bin_knots(widths, min_bin_width, -bound, bound),
-        y=bin_knots(heights, min_bin_height, -bound, bound),
-        derivatives=knot_derivatives(derivatives, min_derivative, linear_tails),
+        x=bin_knots(widths, settings.min_bin_width, -bound, bound),
+        y=bin_knots(heights, settings.min_bin_height, -bound, bound),
+        derivatives=knot_derivatives(derivatives, settings.min_derivative, settings.linear_tails),
         lambdas=_lambda(lambdas),
     )
 
@@ -52,21 +54,10 @@ def _rational_piece(t, length, height, weight_start, weight_end):
     return offset, log_derivative
 
 
-def linear_rational_spline(inputs, params, inverse, bound, linear_tails, min_bin_width, min_bin_height, min_derivative):
-    """LRS on the box [-bound, bound]; inputs must lie in the box."""
-    width_logits, height_logits, lambda_logits, derivative_logits = _split(params, linear_tails)
-    selected = locate_bin(
-        inputs,
-        width_logits,
-        height_logits,
-        derivative_logits,
-        inverse,
-        bound,
-        linear_tails,
-        min_bin_width,
-        min_bin_height,
-        min_derivative,
-    )
+def linear_rational_spline(inputs, params, inverse, settings):
+    """LRS on the box [-tail_bound, tail_bound]; inputs must lie in the box."""
+    width_logits, height_logits, lambda_logits, derivative_logits = _split(params, settings)
+    selected = locate_bin(inputs, width_logits, height_logits, derivative_logits, inverse, settings)
     x_start, x_end, y_start, y_end, d_start, d_end = selected[1:]
     lam = _lambda(gather_bin(lambda_logits, selected.index))  # only the selected bin's lambda
 
@@ -75,29 +66,27 @@ def linear_rational_spline(inputs, params, inverse, bound, linear_tails, min_bin
     w_c = (lam * d_start + (1.0 - lam) * w_b * d_end) * width / height
     # Heights of the two pieces, y_c - y_k and y_{k+1} - y_c, each computed without a difference.
     norm = (1.0 - lam) + lam * w_b
-    rise_first = height * lam * w_b / norm
-    rise_second = height * (1.0 - lam) / norm
-    run_first = lam * width
-    run_second = (1.0 - lam) * width
-
+    rises = (height * lam * w_b / norm, height * (1.0 - lam) / norm)
+    runs = (lam * width, (1.0 - lam) * width)
+    # The inverse is the same map from y to x: runs and rises trade places and each piece's two weights swap.
     if inverse:
-        offset = inputs - y_start
-        first = offset <= rise_first
-        base = torch.where(first, x_start, x_start + run_first)
-        t = torch.where(first, offset, offset - rise_first)
-        length = torch.where(first, rise_first, rise_second)
-        height = torch.where(first, run_first, run_second)
-        weight_start = torch.where(first, w_c, w_b)
-        weight_end = torch.where(first, 1.0, w_c)
+        lengths, heights, starts = rises, runs, (y_start, x_start)
+        weights = ((w_c, 1.0), (w_b, w_c))
     else:
-        offset = inputs - x_start
-        first = offset <= run_first
-        base = torch.where(first, y_start, y_start + rise_first)
-        t = torch.where(first, offset, offset - run_first)
-        length = torch.where(first, run_first, run_second)
-        height = torch.where(first, rise_first, rise_second)
-        weight_start = torch.where(first, 1.0, w_c)
-        weight_end = torch.where(first, w_c, w_b)
+        lengths, heights, starts = runs, rises, (x_start, y_start)
+        weights = ((1.0, w_c), (w_c, w_b))
 
-    piece, log_derivative = _rational_piece(t, length, height, weight_start, weight_end)
+    offset = inputs - starts[0]
+    first = offset <= lengths[0]
+    base = torch.where(first, starts[1], starts[1] + heights[0])
+    t = torch.where(first, offset, offset - lengths[0])
+    piece_length = torch.where(first, *lengths)
+    piece_height = torch.where(first, *heights)
+    weight_start = torch.where(first, weights[0][0], weights[1][0])
+    weight_end = torch.where(first, weights[0][1], weights[1][1])
+    piece, log_derivative = _rational_piece(t, piece_length, piece_height, weight_start, weight_end)
     return base + piece, log_derivative
+
+
+# LRS code (hmdolatabadi/LRS_NF): widths and heights scaled by 1/sqrt(hidden), torch.rand init.
+LRS = Family("lrs", "LRS", linear_rational_spline, knots, 4, 2, "uniform")

@@ -3,7 +3,7 @@
 docs/method.md §Quadratic spline. The vertex values v_k of the density are its derivatives at the knots. With linear
 tails the two boundary vertices share one constant, and two rules for it exist:
 
-- boundary="nsf" (family `quadratic`, the default): the Neural Spline Flows code's constant
+- boundary="nsf" (family `quadratic`): the Neural Spline Flows code's constant
   (bayesiains/nsf, nde/transforms/splines/quadratic.py). It means to make the normalised boundary
   density 1 but halves the end widths twice, so the boundary slopes come out below 1 (0.88 with
   every logit 0 at K = 8, quartiles 0.85-0.94 at N(0, 1) logits, 0.5-1 in general) and the spline
@@ -18,23 +18,23 @@ exp(v - max v), equal after normalisation but unable to overflow), density norma
 area and floored at min_bin_height.
 """
 
+from functools import partial
+
 import torch
 import torch.nn.functional as F
 
 from .bins import bin_knots, find_bin, gather_edges, safe_sqrt
 from .knots import Knots
+from .registry import Family
 
-BOUNDARY_CHOICES = ("nsf", "c1")
 # The boundary constant puts `halving` of each end bin's width against its boundary vertex: 0.5 is the
 # trapezoid rule (boundary density exactly 1); NSF's code halves the end widths once more.
 _END_WIDTH_FACTOR = {"nsf": 0.25, "c1": 0.5}
 
 
-def knots(params, bound, linear_tails, min_bin_width, min_bin_height, min_derivative, boundary="nsf") -> Knots:
+def knots(params, settings, boundary) -> Knots:
     """Layout per element: K width logits | K-1 (or K+1) log vertex densities. min_derivative is unused."""
-    if boundary not in BOUNDARY_CHOICES:
-        raise ValueError(f"unknown quadratic boundary rule {boundary!r}; choose one of {BOUNDARY_CHOICES}.")
-    num_bins = (params.shape[-1] + (1 if linear_tails else -1)) // 2
+    num_bins, min_bin_width, min_bin_height = settings.num_bins, settings.min_bin_width, settings.min_bin_height
     width_logits, vertex_logits = params.split([num_bins, params.shape[-1] - num_bins], dim=-1)
     unit_knots = bin_knots(width_logits, min_bin_width, 0.0, 1.0)
     # The widths themselves, as NSF's code takes them, not differences of the knots: a 1e-3 bin near the
@@ -42,7 +42,7 @@ def knots(params, bound, linear_tails, min_bin_width, min_bin_height, min_deriva
     widths = min_bin_width + (1.0 - min_bin_width * num_bins) * torch.softmax(width_logits, dim=-1)
     # exp(v - max v): the density is normalised below, so this is exact and cannot overflow.
     vertices = torch.exp(vertex_logits - vertex_logits.amax(dim=-1, keepdim=True))
-    if linear_tails:
+    if settings.linear_tails:
         halving = _END_WIDTH_FACTOR[boundary]
         ends = halving * (widths[..., :1] * vertices[..., :1] + widths[..., -1:] * vertices[..., -1:])
         interior = (0.5 * (vertices[..., :-1] + vertices[..., 1:]) * widths[..., 1:-1]).sum(-1, keepdim=True)
@@ -54,14 +54,13 @@ def knots(params, bound, linear_tails, min_bin_width, min_bin_height, min_deriva
     areas = 0.5 * (vertices[..., :-1] + vertices[..., 1:]) * widths
     cdf = F.pad(F.pad(torch.cumsum(areas[..., :-1], dim=-1), (1, 0), value=0.0), (0, 1), value=1.0)
     # The box maps onto itself, so the density (= slope) is unchanged by the rescaling.
+    bound = settings.tail_bound
     return Knots(x=-bound + 2.0 * bound * unit_knots, y=-bound + 2.0 * bound * cdf, derivatives=vertices)
 
 
-def quadratic_spline(
-    inputs, params, inverse, bound, linear_tails, min_bin_width, min_bin_height, min_derivative, boundary="nsf"
-):
-    """Quadratic spline on the box [-bound, bound]; inputs must lie in the box."""
-    geometry = knots(params, bound, linear_tails, min_bin_width, min_bin_height, min_derivative, boundary)
+def quadratic_spline(inputs, params, inverse, settings, boundary):
+    """Quadratic spline on the box [-tail_bound, tail_bound]; inputs must lie in the box."""
+    geometry = knots(params, settings, boundary)
     index = find_bin(geometry.y if inverse else geometry.x, inputs)
     x_start, x_end = gather_edges(geometry.x, index)
     y_start, y_end = gather_edges(geometry.y, index)
@@ -84,3 +83,15 @@ def quadratic_spline(
 
     alpha = ((inputs - x_start) / width).clamp(0.0, 1.0)
     return y_start + scale * alpha * (v_start + 0.5 * change * alpha), torch.log(v_start + change * alpha)
+
+
+def _family(name, label, boundary):
+    """Both rules scale every parameter by 1/sqrt(hidden) and draw torch.randn init, as NSF's PiecewiseQuadraticCDF."""
+    return Family(
+        name, label, partial(quadratic_spline, boundary=boundary), partial(knots, boundary=boundary), 2, None, "normal"
+    )
+
+
+# NSF's quadratic spline, the code behind the published Q-NSF numbers, and our C1 correction of its boundary.
+Q_NSF = _family("quadratic", "Q-NSF", "nsf")
+Q_NSF_C1 = _family("quadratic_c1", "Q-NSF C¹", "c1")

@@ -9,20 +9,22 @@ import torch
 
 from .bins import bin_knots, knot_derivatives, locate_bin, safe_sqrt
 from .knots import Knots
+from .registry import Family
 
 
-def _split(params, linear_tails):
+def _split(params, settings):
     """Layout per element: K widths | K heights | K-1 (or K+1) derivatives."""
-    num_bins = (params.shape[-1] + (1 if linear_tails else -1)) // 3
+    num_bins = settings.num_bins
     return params.split([num_bins, num_bins, params.shape[-1] - 2 * num_bins], dim=-1)
 
 
-def knots(params, bound, linear_tails, min_bin_width, min_bin_height, min_derivative) -> Knots:
-    widths, heights, derivatives = _split(params, linear_tails)
+def knots(params, settings) -> Knots:
+    widths, heights, derivatives = _split(params, settings)
+    bound = settings.tail_bound
     return Knots(
-        x=bin_knots(widths, min_bin_width, -bound, bound),
-        y=bin_knots(heights, min_bin_height, -bound, bound),
-        derivatives=knot_derivatives(derivatives, min_derivative, linear_tails),
+        x=bin_knots(widths, settings.min_bin_width, -bound, bound),
+        y=bin_knots(heights, settings.min_bin_height, -bound, bound),
+        derivatives=knot_derivatives(derivatives, settings.min_derivative, settings.linear_tails),
     )
 
 
@@ -35,23 +37,10 @@ def _log_derivative(xi, slope, d_start, d_end):
     return torch.log(numerator) - 2.0 * torch.log(denominator), denominator
 
 
-def rational_quadratic_spline(
-    inputs, params, inverse, bound, linear_tails, min_bin_width, min_bin_height, min_derivative
-):
-    """RQ spline on the box [-bound, bound]; inputs must lie in the box."""
-    width_logits, height_logits, derivative_logits = _split(params, linear_tails)
-    selected = locate_bin(
-        inputs,
-        width_logits,
-        height_logits,
-        derivative_logits,
-        inverse,
-        bound,
-        linear_tails,
-        min_bin_width,
-        min_bin_height,
-        min_derivative,
-    )
+def rational_quadratic_spline(inputs, params, inverse, settings):
+    """RQ spline on the box [-tail_bound, tail_bound]; inputs must lie in the box."""
+    width_logits, height_logits, derivative_logits = _split(params, settings)
+    selected = locate_bin(inputs, width_logits, height_logits, derivative_logits, inverse, settings)
     x_start, x_end, y_start, y_end, d_start, d_end = selected[1:]
     width, height = x_end - x_start, y_end - y_start
     slope = height / width
@@ -75,3 +64,7 @@ def rational_quadratic_spline(
     one_minus = 1.0 - xi
     numerator = height * (slope * xi * xi + d_start * xi * one_minus)
     return y_start + numerator / denominator, log_derivative
+
+
+# NSF's rational-quadratic CDF: widths and heights scaled by 1/sqrt(hidden), torch.rand init.
+RQ = Family("rq", "RQ-NSF", rational_quadratic_spline, knots, 3, 2, "uniform")

@@ -57,8 +57,19 @@ class ImageBatches:
     which checkpoints save, so the stream's state is just (epoch, batches consumed).
     """
 
-    def __init__(self, dataset, batch_size: int, device: torch.device, num_bits: int, num_workers: int,
-                 shuffle: bool, flip: bool, seed: int, rank: int = 0, world_size: int = 1):  # fmt: skip
+    def __init__(
+        self,
+        dataset,
+        batch_size: int,
+        device: torch.device,
+        num_bits: int,
+        num_workers: int,
+        shuffle: bool,
+        flip: bool,
+        seed: int,
+        rank: int = 0,
+        world_size: int = 1,
+    ):
         if batch_size > len(dataset):
             raise RunError(
                 f"trainer.batch_size={batch_size} exceeds the {len(dataset)} training images; choose at most {len(dataset)}."
@@ -131,8 +142,16 @@ class _EpochBatches(torch.utils.data.Sampler):
         return len(self.stream.dataset) // self.stream.batch_size - self.stream.consumed
 
 
-def dequantized_batches(dataset, batch_size: int, device: torch.device, num_bits: int, seed: int, num_workers: int,
-                        rank: int = 0, world_size: int = 1):  # fmt: skip
+def dequantized_batches(
+    dataset,
+    batch_size: int,
+    device: torch.device,
+    num_bits: int,
+    seed: int,
+    num_workers: int,
+    rank: int = 0,
+    world_size: int = 1,
+):
     """An evaluation pass over images with one dequantisation draw per image, as the original's eval_on_test.
 
     Batch b's noise comes from a generator seeded by (seed, b), so a split's score is reproducible and the

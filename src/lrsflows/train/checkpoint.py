@@ -17,7 +17,7 @@ import torch
 from omegaconf.errors import OmegaConfBaseException
 
 from ..errors import RunError
-from .files import write_atomically
+from ..files import write_atomically
 
 Settings = TypeVar("Settings")
 
@@ -36,7 +36,7 @@ class Use:
 
 
 NUMBER = (int, float)
-# What eval and sample read (describe_run reads the saved names as they are, so they must be there).
+# What eval and sample read (provenance reads the saved names as they are, so they must be there).
 WEIGHTS = {
     "config.seed": int,
     "config.trainer": dict,

@@ -1,6 +1,7 @@
 """Per-example log-likelihoods over a whole split and the paper's summary: mean ± 2 standard errors."""
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -20,18 +21,25 @@ class Estimate:
         return cls(values.mean().item(), 2 * values.std().item() / len(values) ** 0.5, len(values))
 
 
+@contextmanager
+def eval_mode(module: torch.nn.Module) -> Iterator[torch.nn.Module]:
+    """`module` in eval mode (BatchNorm on running statistics, no dropout) for the block, then as it was."""
+    was_training = module.training
+    module.eval()
+    try:
+        yield module
+    finally:
+        module.train(was_training)
+
+
 @torch.no_grad()
 def log_likelihoods(flow: torch.nn.Module, batches: Iterable[torch.Tensor]) -> torch.Tensor:
     """log p(x) of every example of a pass over a split, in eval mode (BatchNorm uses running statistics, no dropout).
 
     Unlike the original, validation uses every example (its loader dropped the last partial batch of 512).
     """
-    was_training = flow.training
-    flow.eval()
-    try:
+    with eval_mode(flow):
         return per_example(flow.log_prob(batch) for batch in batches)
-    finally:
-        flow.train(was_training)
 
 
 def per_example(values: Iterable[torch.Tensor]) -> torch.Tensor:

@@ -3,6 +3,7 @@
 import torch
 
 from ..data.dequantization import to_display
+from .evaluate import eval_mode
 
 TEMPERATURES = (0.5, 0.75, 1.0)  # as the original's sample grids (Glow's reduced-temperature sampling)
 
@@ -24,27 +25,19 @@ def image_grid(images: torch.Tensor, columns: int = 8, padding: int = 1) -> torc
 @torch.no_grad()
 def sample_grids(flow, num_bits: int, num_samples: int = 64) -> dict[float, torch.Tensor]:
     """One grid of `num_samples` samples per temperature, in display pixels."""
-    was_training = flow.training
-    flow.eval()
-    try:
+    with eval_mode(flow):
         return {
             temperature: image_grid(to_display(flow.sample(num_samples, temperature=temperature).cpu(), num_bits))
             for temperature in TEMPERATURES
         }
-    finally:
-        flow.train(was_training)
 
 
 @torch.no_grad()
 def reconstruction(flow, batch: torch.Tensor, num_bits: int) -> tuple[torch.Tensor, float]:
     """Images and their round trip x -> z -> x (top and bottom rows), and the largest error in pixel units."""
-    was_training = flow.training
-    flow.eval()
-    try:
+    with eval_mode(flow):
         noise, _ = flow.transform(batch)
         recovered, _ = flow.transform.inverse(noise)
-    finally:
-        flow.train(was_training)
     error = (recovered - batch).abs().max().item()
     pair = torch.cat([to_display(batch.cpu(), num_bits), to_display(recovered.cpu(), num_bits)])
     return image_grid(pair, columns=len(batch)), error

@@ -3,6 +3,8 @@
 import torch
 from matplotlib.figure import Figure
 
+from .evaluate import eval_mode
+
 BOUND = 4.0  # the original plane experiments plot [-4, 4]^2
 
 
@@ -18,13 +20,9 @@ def density_figure(flow, true_log_prob=None, resolution: int = 200, num_samples:
     xs, points = _grid(resolution)
     parameter = next(flow.parameters())
     points = points.to(parameter.device, parameter.dtype)
-    was_training = flow.training
-    flow.eval()
-    try:
+    with eval_mode(flow):
         model_density = flow.log_prob(points).exp().reshape(xs.shape).float().cpu()
         samples = flow.sample(num_samples).float().cpu()
-    finally:
-        flow.train(was_training)
     panels = [("model density", model_density)]
     if true_log_prob is not None:
         panels.insert(0, ("true density", true_log_prob(points.cpu()).exp().reshape(xs.shape).float()))

@@ -1,1 +1,1 @@
-"""Invertible layers: base classes, spline and affine couplings, autoregressive, linear, normalisation, reshape."""
+"""Invertible layers: base classes, spline and affine couplings, autoregressive, linear, normalisation, reshape, pointwise."""

@@ -5,8 +5,11 @@ import math
 import torch
 from torch import nn
 
-from ..splines.registry import INIT_CHOICES
 from .base import Transform, sum_except_batch
+
+# How the free parameters of a coupling layer's unconditional map start: as the family's original code does
+# ("original"), or U[0, 1) or N(0, 1) for every family.
+INIT_CHOICES = ("original", "uniform", "normal")
 
 
 def alternating_mask(features: int, even: bool = True) -> torch.Tensor:
@@ -68,8 +71,8 @@ class CouplingTransform(Transform):
         raw = self.conditioner(identity, context)
         shape = (raw.shape[0], len(self.transform_index), self.elementwise.num_params) + raw.shape[2:]
         params = raw.reshape(shape).movedim(2, -1)
-        if self.size_logit_scale != 1.0:
-            sizes = self.elementwise.num_size_logits
+        sizes = self.elementwise.num_size_logits
+        if sizes and self.size_logit_scale != 1.0:
             params = torch.cat([params[..., :sizes] * self.size_logit_scale, params[..., sizes:]], dim=-1)
         return params
 

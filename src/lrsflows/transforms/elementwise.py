@@ -1,48 +1,32 @@
-"""Element-wise monotone maps whose parameters a conditioner predicts: splines by family name, or affine.
+"""Element-wise monotone maps whose parameters a conditioner predicts, by name: every spline family, and affine.
 
-Both take params with the M parameters of one element contiguous in the last dim, the layout the
+Each takes params with the M parameters of one element contiguous in the last dim, the layout the
 coupling and autoregressive layers produce.
 """
+
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 
 from .. import splines
-from ..splines.registry import num_size_logits, unconditional_init
-
-SPLINE_FAMILIES = tuple(splines.FAMILIES)  # the registry's: lrs, rq, quadratic (NSF's), quadratic_c1
-FAMILY_CHOICES = SPLINE_FAMILIES + ("affine",)
+from ..splines import DEFAULT_SETTINGS, SplineSettings
 
 
 class SplineMap:
-    """A spline family with fixed settings (bins, tails, box, minimum sizes)."""
+    """A spline family with fixed settings; says how many parameters an element takes, how many of them lead as
+    bin-size logits (the ones the original coupling layers divide by sqrt(hidden features)) and what "original"
+    initialisation of an unconditional map means for the family ("uniform" or "normal")."""
 
-    def __init__(
-        self,
-        kind,
-        num_bins=8,
-        tails="linear",
-        tail_bound=3.0,
-        min_bin_width=1e-3,
-        min_bin_height=1e-3,
-        min_derivative=1e-3,
-    ):
-        self.num_params = splines.num_params(kind, num_bins, tails)
-        self.kind = kind
-        self.settings = dict(
-            tails=tails,
-            tail_bound=tail_bound,
-            min_bin_width=min_bin_width,
-            min_bin_height=min_bin_height,
-            min_derivative=min_derivative,
-        )
-        # Bin-size logits (widths, heights; all parameters for the quadratic families) are the ones the
-        # original coupling layers divide by sqrt(hidden features).
-        self.num_size_logits = num_size_logits(kind, num_bins, tails)
-        # What "original" initialisation of an unconditional map means for this family ("uniform" or "normal").
-        self.original_init = unconditional_init(kind)
+    def __init__(self, family: splines.Family, settings: SplineSettings):
+        self.name = family.name
+        self.settings = settings
+        self.num_params = family.num_params(settings)
+        self.num_size_logits = family.num_size_logits(settings)
+        self.original_init = family.original_init
 
     def __call__(self, inputs, params, inverse=False):
-        return splines.spline(self.kind, inputs, params, inverse=inverse, **self.settings)
+        return splines.spline(self.name, inputs, params, inverse, self.settings)
 
 
 class AffineMap:
@@ -60,10 +44,37 @@ class AffineMap:
         return inputs * scale + shift, torch.log(scale)
 
 
-def elementwise_map(family: str, **spline_settings):
-    """The element-wise map named `family`: a family of the spline registry, or 'affine' (ignores the spline settings)."""
-    if family == "affine":
-        return AffineMap()
-    if family not in SPLINE_FAMILIES:
-        raise ValueError(f"unknown flow family {family!r}; choose one of {FAMILY_CHOICES}.")
-    return SplineMap(family, **spline_settings)
+@dataclass(frozen=True)
+class ElementwiseFamily:
+    """A choice of element-wise map: its table label, how its map is built from the spline settings, and whether
+    a coupling layer also maps its identity features with free parameters (the original's unconditional map)."""
+
+    name: str
+    label: str
+    build: Callable[[SplineSettings], object]
+    unconditional: bool
+
+
+def _spline_entry(family: splines.Family) -> ElementwiseFamily:
+    return ElementwiseFamily(family.name, family.label, lambda settings: SplineMap(family, settings), True)
+
+
+AFFINE = ElementwiseFamily("affine", "Affine", lambda settings: AffineMap(), False)
+
+
+def elementwise_families() -> dict[str, ElementwiseFamily]:
+    """Every spline family registered so far, in registration order, then affine."""
+    entries = {name: _spline_entry(family) for name, family in splines.FAMILIES.items()}
+    return entries | {AFFINE.name: AFFINE}
+
+
+def elementwise_family(name: str) -> ElementwiseFamily:
+    entries = elementwise_families()
+    if name not in entries:
+        raise ValueError(f"unknown flow family {name!r}; choose one of {list(entries)}.")
+    return entries[name]
+
+
+def elementwise_map(name: str, settings: SplineSettings = DEFAULT_SETTINGS):
+    """The element-wise map named `name` with `settings` (affine has none to take)."""
+    return elementwise_family(name).build(settings)

@@ -1,8 +1,7 @@
-"""Parameter-free transforms around the learnt steps of image flows (docs/architectures.md §Image flows).
+"""Parameter-free rearrangements around the learnt steps of image flows (docs/architectures.md §Image flows).
 
-Squeeze and the multi-scale split rearrange pixels between levels, Flatten hands the result to a
-flat base density, and AffineScalar / Logit are the fixed preprocessing maps from pixel values to
-the flow's working range (their log-dets belong to the density, so bits/dim are in pixel units).
+Squeeze and the multi-scale split rearrange pixels between levels, and Flatten hands the result to a
+flat base density.
 """
 
 import math
@@ -11,7 +10,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .base import Transform, sum_except_batch
+from .base import Transform
 
 
 class Squeeze(Transform):
@@ -104,43 +103,3 @@ class MultiscaleComposite(Transform):
             hidden, logabsdet = self.levels[index].inverse(hidden, context)
             total = total + logabsdet
         return hidden, total
-
-
-class AffineScalar(Transform):
-    """x -> x * scale + shift with constants, e.g. 'glow' preprocessing x / 2^n - 0.5; log-det D log|scale|."""
-
-    def __init__(self, scale: float = 1.0, shift: float = 0.0):
-        super().__init__()
-        if scale == 0:
-            raise ValueError("AffineScalar needs a non-zero scale to be invertible.")
-        self.scale = float(scale)
-        self.shift = float(shift)
-
-    def _logabsdet(self, inputs):
-        return inputs.new_full((inputs.shape[0],), math.prod(inputs.shape[1:]) * math.log(abs(self.scale)))
-
-    def forward(self, inputs, context=None):
-        return inputs * self.scale + self.shift, self._logabsdet(inputs)
-
-    def inverse(self, inputs, context=None):
-        return (inputs - self.shift) / self.scale, -self._logabsdet(inputs)
-
-
-class Logit(Transform):
-    """x in (0, 1) -> log(x / (1 - x)), RealNVP's map of squashed pixels to an unbounded space.
-
-    As nflows, inputs are clamped to [eps, 1 - eps] first so a dequantised pixel that rounds to 0
-    or 1 gives a finite value.
-    """
-
-    def __init__(self, eps: float = 1e-6):
-        super().__init__()
-        self.eps = eps
-
-    def forward(self, inputs, context=None):
-        inputs = inputs.clamp(self.eps, 1 - self.eps)
-        outputs = torch.log(inputs) - torch.log1p(-inputs)
-        return outputs, -sum_except_batch(torch.log(inputs) + torch.log1p(-inputs))
-
-    def inverse(self, inputs, context=None):
-        return torch.sigmoid(inputs), sum_except_batch(F.logsigmoid(inputs) + F.logsigmoid(-inputs))

@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
 
-from ..errors import RunError, WriteError
+from .errors import RunError, WriteError
 
 
 def write_atomically(path: Path, write: Callable[[BinaryIO], None]) -> None:

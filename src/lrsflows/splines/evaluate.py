@@ -1,0 +1,54 @@
+"""Applying a spline family: the box and its identity tails, the dtype policy and the parameter check."""
+
+import torch
+
+from .knots import Knots
+from .registry import Family, spline_family
+from .settings import DEFAULT_SETTINGS, SplineSettings
+
+
+def _checked(name: str, params: torch.Tensor, settings: SplineSettings) -> Family:
+    family = spline_family(name)
+    expected = family.num_params(settings)
+    if params.shape[-1] != expected:
+        raise ValueError(
+            f"{params.shape[-1]} parameters per element fit no {name!r} spline with {settings.num_bins} bins and "
+            f"tails={settings.tails!r}; it takes {expected}."
+        )
+    return family
+
+
+def spline(
+    family: str,
+    inputs: torch.Tensor,
+    params: torch.Tensor,
+    inverse: bool = False,
+    settings: SplineSettings = DEFAULT_SETTINGS,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Apply the element-wise spline `family` (or its inverse); returns (outputs, log|d outputs/d inputs|).
+
+    params has shape inputs.shape + (num_params,). The spline maps [-tail_bound, tail_bound] onto
+    itself and is the identity outside. With tails="linear" its boundary derivatives are 1 (C1
+    tails; family `quadratic` keeps NSF's slopes below 1, `quadratic_c1` has 1); with tails=None they are
+    free parameters too. Inputs are clamped into the box before any
+    arithmetic and the result selected with torch.where, so tail elements never meet a division,
+    log or sqrt of an out-of-range value, shapes never depend on data, and torch.compile can trace
+    it. The maths runs in at least float32, with autocast off.
+    """
+    if params.shape[:-1] != inputs.shape:
+        raise ValueError(f"params shape {tuple(params.shape)} must be inputs shape {tuple(inputs.shape)} plus one dim.")
+    transform = _checked(family, params, settings).transform
+    bound = settings.tail_bound
+    dtype = torch.promote_types(inputs.dtype, torch.float32)
+    with torch.autocast(inputs.device.type, enabled=False):
+        values = inputs.to(dtype)
+        inside = (values >= -bound) & (values <= bound)
+        outputs, log_derivative = transform(values.clamp(-bound, bound), params.to(dtype), inverse, settings)
+        outputs = torch.where(inside, outputs, values)
+        logabsdet = torch.where(inside, log_derivative, 0.0)
+    return outputs, logabsdet
+
+
+def spline_knots(family: str, params: torch.Tensor, settings: SplineSettings = DEFAULT_SETTINGS) -> Knots:
+    """The knots, knot derivatives (and LRS lambdas) that `params` describe, for tests and plots."""
+    return _checked(family, params, settings).knots(params, settings)
