@@ -88,6 +88,19 @@ def run(dataset, model, arch, seed, value, error, kind="tabular", task="train", 
     }
 
 
+def legacy_gas(value: float, **extra) -> dict:
+    """An LRS (C) GAS results.json of the first trainer, before results recorded their task and configuration."""
+    return {
+        "dataset": "gas",
+        "model": "lrs",
+        "arch": "coupling",
+        "metric": "test_log_likelihood",
+        "value": value,
+        "error": 0.02,
+        **extra,
+    }
+
+
 MINIBOONE_LRS = [(-9.50, 0.46), (-9.70, 0.47), (-9.60, 0.48)]
 
 
@@ -102,45 +115,9 @@ def runs_dir(tmp_path) -> Path:
     write_run(root, "miniboone/lrs/eval", run("miniboone", "lrs", "coupling", 0, -9.50, 0.46, task="eval"))
     write_run(root, "miniboone/rq_nsf_ar/0", run("miniboone", "rq_nsf", "autoregressive", 0, -9.30, 0.50))
     # Written before results recorded their configuration: only what the first trainer wrote.
-    write_run(
-        root,
-        "gas/lrs/0",
-        {
-            "dataset": "gas",
-            "model": "lrs",
-            "arch": "coupling",
-            "metric": "test_log_likelihood",
-            "value": 13.00,
-            "error": 0.02,
-            "seed": 0,
-        },
-    )
-    write_run(
-        root,
-        "gas/lrs/1",
-        {
-            "dataset": "gas",
-            "model": "lrs",
-            "arch": "coupling",
-            "metric": "test_log_likelihood",
-            "value": 12.90,
-            "error": 0.02,
-            "seed": 1,
-        },
-    )
-    write_run(
-        root,
-        "gas/lrs/old_eval",
-        {
-            "dataset": "gas",
-            "model": "lrs",
-            "arch": "coupling",
-            "metric": "test_log_likelihood",
-            "value": 13.00,
-            "error": 0.02,
-            "checkpoint": "gas/lrs/0/checkpoints/best.pt",
-        },
-    )
+    write_run(root, "gas/lrs/0", legacy_gas(13.00, seed=0))
+    write_run(root, "gas/lrs/1", legacy_gas(12.90, seed=1))
+    write_run(root, "gas/lrs/old_eval", legacy_gas(13.00, checkpoint="gas/lrs/0/checkpoints/best.pt"))
     for seed, (value, kl_gap) in enumerate([(-2.90, 0.04), (-2.96, 0.10)]):
         write_run(
             root,
