@@ -17,7 +17,7 @@ PAPER_IMAGES := outputs/paper-images
 
 setup: $(STAMP)
 
-$(STAMP): requirements.txt pyproject.toml
+$(STAMP): requirements.txt pyproject.toml setup.py
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet -r requirements.txt
 	$(BIN)/python -m pip install --quiet --no-deps -e .
@@ -26,7 +26,7 @@ $(STAMP): requirements.txt pyproject.toml
 # LRS, RQ-NSF and Q-NSF on two 2-D densities (one multirun), then their table.
 demo: $(STAMP)
 	$(BIN)/python -m lrsflows -m experiment=demo trainer.progress_bar=false hydra.sweep.dir=$(DEMO_DIR)
-	$(BIN)/python scripts/make_tables.py $(DEMO_DIR)
+	$(BIN)/lrsflows-tables $(DEMO_DIR)
 	@echo "Pictures:" && find $(DEMO_DIR) -name '*.png' | sort
 	@echo "TensorBoard logs under $(DEMO_DIR): make tensorboard RUNS=$(DEMO_DIR)"
 
@@ -55,28 +55,28 @@ bench: $(BENCH_STAMP)
 
 # The MAF archive (POWER, GAS, HEPMASS, MINIBOONE, BSDS300) from Zenodo into $(DATA_DIR), checked by MD5.
 data: $(STAMP)
-	$(BIN)/python scripts/download_data.py --data-dir $(DATA_DIR)
+	$(BIN)/lrsflows-data --data-dir $(DATA_DIR)
 
 # Markdown, LaTeX and CSV tables of every results.json under $(RUNS), beside the paper's rows.
 tables: $(STAMP)
-	$(BIN)/python scripts/make_tables.py $(RUNS)
+	$(BIN)/lrsflows-tables $(RUNS)
 
 # The paper's tabular grid: 5 datasets x 3 models x 2 arches, 30 runs of 200k-400k steps (a GPU each).
 paper-tabular: $(STAMP)
 	@echo "paper-tabular needs power, gas, hepmass, miniboone and BSDS300 under $(DATA_DIR) (make data) and a GPU;"
 	@echo "30 runs of 200k-400k steps run one after another (add hydra/launcher=... to spread them)."
-	$(BIN)/python scripts/download_data.py --data-dir $(DATA_DIR) --check
+	$(BIN)/lrsflows-data --data-dir $(DATA_DIR) --check
 	$(BIN)/python -m lrsflows -m $(PAPER_TABULAR) paths.data_dir=$(DATA_DIR) hydra.sweep.dir=outputs/paper-tabular
-	$(BIN)/python scripts/make_tables.py outputs/paper-tabular
+	$(BIN)/lrsflows-tables outputs/paper-tabular
 
 # The paper's image grid: CIFAR-10 and ImageNet 64x64 for LRS and RQ-NSF, MNIST for LRS (200k steps each).
 paper-images: $(STAMP)
-	@echo "paper-images needs cifar-10/cifar-10-batches-py (download_data.py --dataset cifar10), imagenet64_fast/ or"
-	@echo "imagenet64/ (manual: download_data.py --dataset imagenet64 prints the steps) and mnist/MNIST/raw under $(DATA_DIR),"
+	@echo "paper-images needs cifar-10/cifar-10-batches-py (lrsflows-data --dataset cifar10), imagenet64_fast/ or"
+	@echo "imagenet64/ (manual: lrsflows-data --dataset imagenet64 prints the steps) and mnist/MNIST/raw under $(DATA_DIR),"
 	@echo "and GPUs: 5 runs of 200k steps, ImageNet64 on several GPUs in the original (days on one)."
 	$(BIN)/python -m lrsflows -m experiment=paper/cifar10,paper/imagenet64 model=lrs,rq_nsf paths.data_dir=$(DATA_DIR) hydra.sweep.dir=$(PAPER_IMAGES)
 	$(BIN)/python -m lrsflows -m experiment=paper/mnist model=lrs paths.data_dir=$(DATA_DIR) hydra.sweep.dir=$(PAPER_IMAGES)
-	$(BIN)/python scripts/make_tables.py $(PAPER_IMAGES)
+	$(BIN)/lrsflows-tables $(PAPER_IMAGES)
 
 tensorboard: $(STAMP)
 	$(BIN)/tensorboard --logdir $(RUNS)

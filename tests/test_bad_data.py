@@ -100,7 +100,7 @@ def test_a_malicious_cifar10_batch_is_refused_and_never_run(tmp_path):
     )
     assert sentence == (
         f"{path} asks the unpickler for {os.system.__module__}.system, which no CIFAR-10 batch needs, so it was not "
-        f"loaded (the file may be malicious); delete it and run `python scripts/download_data.py --dataset cifar10 "
+        f"loaded (the file may be malicious); delete it and run `lrsflows-data --dataset cifar10 "
         f"--data-dir {root}` to download it again."
     )
     assert not marker.exists()

@@ -213,18 +213,24 @@ def test_a_multirun_sweep_makes_one_dir_per_job_and_a_table(tmp_path):
     assert (tmp_path / "sweep" / "tables" / "toy2d.csv").is_file()
 
 
+def generated_miniboone(root: Path) -> dict:
+    """A data root under `root` holding only a generated miniboone/data.npy of the real shape; returns the
+    environment that points the CLI at it."""
+    (root / "data" / "miniboone").mkdir(parents=True)
+    np.save(root / "data" / "miniboone" / "data.npy", np.random.default_rng(0).standard_normal((36_488, 43)))
+    return {"LRSFLOWS_DATA_DIR": str(root / "data")}
+
+
 def test_paper_miniboone_preset_runs_on_a_data_root_with_only_data_npy(tmp_path):
     """The acceptance command, on a generated miniboone/data.npy of the real shape."""
-    (tmp_path / "data" / "miniboone").mkdir(parents=True)
-    rows = np.random.default_rng(0).standard_normal((36_488, 43))
-    np.save(tmp_path / "data" / "miniboone" / "data.npy", rows)
+    data_root = generated_miniboone(tmp_path)
     completed = lrsflows(
         "experiment=paper/miniboone",
         "model=lrs",
         "trainer.max_steps=200",
         "trainer.progress_bar=false",
         cwd=tmp_path,
-        env={"LRSFLOWS_DATA_DIR": str(tmp_path / "data")},
+        env=data_root,
     )
     record = json.loads((tmp_path / run_dir_of(completed) / "results.json").read_text())
     assert record["dataset"] == "miniboone" and record["num_test"] == 3_648 and record["steps"] == 200

@@ -4,7 +4,6 @@ import gzip
 import hashlib
 import io
 import pickle
-import runpy
 import socket
 import struct
 import subprocess
@@ -21,8 +20,6 @@ from lrsflows.data.download import download_cifar10, download_maf, download_mnis
 from lrsflows.data.errors import DataError
 from lrsflows.data.images import load_image_splits
 from lrsflows.data.tabular import load_tabular
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 def npy_bytes(array):
@@ -195,7 +192,7 @@ def test_unreachable_url_says_where_to_put_a_manual_download(tmp_path, closed_po
 
 
 def test_script_downloads_and_fails_with_one_line(tmp_path, server, closed_port_url):
-    script = [sys.executable, str(REPO / "scripts" / "download_data.py")]
+    script = [str(Path(sys.executable).with_name("lrsflows-data"))]  # the console script beside this Python
     good = subprocess.Popen(
         script + ["--data-dir", str(tmp_path / "good"), "--url", server.url, "--md5", server.md5],
         stdout=subprocess.PIPE,
@@ -252,7 +249,7 @@ def test_cifar10_download_verifies_and_unpacks_where_the_reader_looks(tmp_path, 
 
 
 def test_cifar10_wrong_md5_leaves_no_file(tmp_path, cifar_server):
-    command = f"`python scripts/download_data.py --dataset cifar10 --data-dir {tmp_path}`"
+    command = f"`lrsflows-data --dataset cifar10 --data-dir {tmp_path}`"
     expected = f"has MD5 {cifar_server.md5}, not the expected 0+, so it was deleted; run {command} again"
     with pytest.raises(DataError, match=expected):
         download_cifar10(tmp_path, cifar_server.url, "0" * 32)
@@ -302,7 +299,9 @@ def test_mnist_file_with_a_wrong_md5_is_deleted_and_named(tmp_path, mnist_server
 
 @pytest.fixture
 def script_main():
-    return runpy.run_path(str(REPO / "scripts" / "download_data.py"))["main"]
+    from lrsflows.data.command import main
+
+    return main
 
 
 def test_script_downloads_cifar10_and_explains_imagenet(tmp_path, cifar_server, script_main, capsys):

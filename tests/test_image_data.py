@@ -163,7 +163,7 @@ def test_missing_cifar10_names_both_layouts_and_the_download_command(tmp_path):
         load_image_splits("cifar10", tmp_path, 0.02, 113)
     assert str(error.value) == (
         f"CIFAR-10 not found: expected data_batch_1..5 and test_batch in {tmp_path}/cifar-10/cifar-10-batches-py or "
-        f"{tmp_path}/cifar-10-batches-py; run `python scripts/download_data.py --dataset cifar10 --data-dir {tmp_path}` "
+        f"{tmp_path}/cifar-10-batches-py; run `lrsflows-data --dataset cifar10 --data-dir {tmp_path}` "
         "(downloads and MD5-checks the Toronto archive) or point paths.data_dir / LRSFLOWS_DATA_DIR at the folder "
         "that holds them."
     )
@@ -187,7 +187,7 @@ def test_damaged_cifar10_batch_is_named_with_the_fix(cifar_root, damage, message
     with pytest.raises(DataError, match=message) as error:
         load_image_splits("cifar10", root, 0.1, 0)
     assert str(error.value).startswith(str(path))
-    command = f"`python scripts/download_data.py --dataset cifar10 --data-dir {root}`"
+    command = f"`lrsflows-data --dataset cifar10 --data-dir {root}`"
     assert str(error.value).endswith(f"delete it and run {command} to download it again.")
 
 
@@ -312,14 +312,12 @@ def test_inconsistent_idx_file_is_a_clear_error(tmp_path, payload, message):
     with pytest.raises(DataError, match=message) as error:
         load_image_splits("mnist", tmp_path, 0.5, 0)
     assert str(error.value).startswith(str(folder / "train-images-idx3-ubyte"))
-    assert "delete it and run `python scripts/download_data.py --dataset mnist" in str(error.value)
+    assert "delete it and run `lrsflows-data --dataset mnist" in str(error.value)
 
 
 def test_truncated_gzip_and_missing_mnist_are_clear_errors(tmp_path):
     tried = f"{tmp_path}/mnist/MNIST/raw or {tmp_path}/mnist"
-    with pytest.raises(
-        DataError, match=rf"MNIST not found: expected .* in {tried}; run `python scripts/download_data.py"
-    ):
+    with pytest.raises(DataError, match=rf"MNIST not found: expected .* in {tried}; run `lrsflows-data"):
         load_image_splits("mnist", tmp_path, 0.02, 0)
     folder = tmp_path / "mnist"
     folder.mkdir()

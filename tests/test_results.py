@@ -5,7 +5,6 @@ import json
 import logging
 import math
 import re
-import runpy
 import subprocess
 import sys
 from pathlib import Path
@@ -17,10 +16,11 @@ from test_cli import TINY_2D, lrsflows, run_dir_of
 
 from lrsflows.cli import CONFIG_DIR
 from lrsflows.results import aggregate, build_tables, collect, paper_frame, render_markdown, write_tables
+from lrsflows.results.command import main as tables_main
 from lrsflows.results.paper import LRS_PAPER, NSF_PAPER
 from lrsflows.results.record import NOT_TRAINING, config_digest, flatten, training_config
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "make_tables.py"
+TABLES = str(Path(sys.executable).with_name("lrsflows-tables"))  # the console script beside this Python
 LOG_LIKELIHOOD = {"metric": "test_log_likelihood", "unit": "nats", "higher_is_better": True}
 BITS_PER_DIM = {"metric": "test_bits_per_dim", "unit": "bits/dim", "higher_is_better": False}
 
@@ -380,9 +380,7 @@ def test_only_present_kinds_are_written(tmp_path):
 
 def test_script_prints_the_tables_and_writes_the_files(runs_dir, tmp_path):
     out = tmp_path / "paper_tables"
-    done = subprocess.run(
-        [sys.executable, str(SCRIPT), str(runs_dir), "--out", str(out)], capture_output=True, text=True
-    )
+    done = subprocess.run([TABLES, str(runs_dir), "--out", str(out)], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert "| LRS (C) | ours: trainer.lr=0.001 |  | -9.90 ± 0.50 (n=1, test-set ±, -0.5σ) |" in done.stdout
     assert f"wrote {out / 'toy2d.csv'}" in done.stdout
@@ -391,12 +389,12 @@ def test_script_prints_the_tables_and_writes_the_files(runs_dir, tmp_path):
 
 
 def test_script_on_a_folder_without_results_exits_1_with_one_sentence(tmp_path):
-    done = subprocess.run([sys.executable, str(SCRIPT), str(tmp_path)], capture_output=True, text=True)
+    done = subprocess.run([TABLES, str(tmp_path)], capture_output=True, text=True)
     assert done.returncode == 1 and done.stdout == ""
     assert done.stderr.strip() == done.stderr.strip().splitlines()[0]
     assert done.stderr.startswith(f"no finished training run's results.json under {tmp_path}; train first")
     with pytest.raises(SystemExit, match="nowhere is not a folder"):
-        runpy.run_path(str(SCRIPT))["main"]([str(tmp_path / "nowhere")])
+        tables_main([str(tmp_path / "nowhere")])
 
 
 def test_two_seeds_a_changed_setting_and_an_eval_give_two_rows_from_real_runs(tmp_path):
@@ -421,7 +419,7 @@ def test_two_seeds_a_changed_setting_and_an_eval_give_two_rows_from_real_runs(tm
         assert record["lrsflows_version"] and re.match(r"\d{4}-\d\d-\d\dT", record["date"])
         assert "seed" not in record["config"] and "paths" not in record["config"]
         assert record["config_digest"] == config_digest(record["config"])
-    done = subprocess.run([sys.executable, str(SCRIPT), str(tmp_path / "outputs")], capture_output=True, text=True)
+    done = subprocess.run([TABLES, str(tmp_path / "outputs")], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     table = pd.read_csv(tmp_path / "outputs" / "tables" / "toy2d.csv")
     assert len(table) == 2 and sorted(table["num_seeds"]) == [1, 2]

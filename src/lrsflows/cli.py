@@ -26,7 +26,14 @@ from .data.errors import DataError
 from .data.specs import data_kind
 from .errors import RunError, Stopped, WriteError, fail, signal_name, stop_on_signals, stopped
 
-CONFIG_DIR = str(Path(__file__).resolve().parents[2] / "conf")
+# The Hydra configs: lrsflows/conf in an installed wheel (setup.py copies them there), else the checkout's conf/
+# beside src/ (an editable install).
+PACKAGED_CONFIG_DIR = Path(__file__).resolve().parent / "conf"
+CONFIG_DIR = str(
+    PACKAGED_CONFIG_DIR
+    if (PACKAGED_CONFIG_DIR / "config.yaml").is_file()
+    else Path(__file__).resolve().parents[2] / "conf"
+)
 MAX_SUFFIX = 160  # file names stop at 255 bytes
 log = logging.getLogger(__name__)
 RUN_LOG = "run.log"  # what a run says (console lines, with time and source)

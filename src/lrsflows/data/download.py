@@ -1,7 +1,7 @@
 """Download, verify and unpack the data the loaders read: the MAF archive, CIFAR-10 and MNIST.
 
 Nothing else in the package downloads: loaders only read, and `make data` (or
-scripts/download_data.py --dataset NAME) runs this once. Every file is checked against a known MD5
+lrsflows-data --dataset NAME) runs this once. Every file is checked against a known MD5
 before anything trusts it; downloads resume from a `.part` file. ImageNet has no download (its
 official release is offline), only the manual steps of `imagenet_instructions`. This module does
 not import torch, so the download script starts quickly.
@@ -35,7 +35,7 @@ NETWORK_ERRORS = (URLError, TimeoutError, ConnectionError, ssl.SSLError, http.cl
 
 def download_command(dataset: str, data_dir: Path) -> str:
     """The command that downloads `dataset` into `data_dir` (ImageNet: prints the manual steps), quoted for messages."""
-    return f"`python scripts/download_data.py --dataset {dataset} --data-dir {data_dir}`"
+    return f"`lrsflows-data --dataset {dataset} --data-dir {data_dir}`"
 
 
 def refetch_advice(dataset: str, data_dir: Path) -> str:
@@ -108,7 +108,7 @@ def download_mnist(
     ]
 
 
-# Each automatic download by its scripts/download_data.py choice (specs.DOWNLOADS); manual ones have none.
+# Each automatic download by its lrsflows-data choice (specs.DOWNLOADS); manual ones have none.
 DOWNLOADERS = {"maf": download_maf, "cifar10": download_cifar10, "mnist": download_mnist}
 
 

@@ -1,6 +1,6 @@
 """Every dataset's facts in one place: size, title, the files it is read from, where they are downloaded.
 
-The loaders (tabular.py, images.py and the image readers), download.py, scripts/download_data.py and the
+The loaders (tabular.py, images.py and the image readers), download.py, the lrsflows-data command and the
 result tables all read these, so adding a dataset means one spec here plus its preprocessing function
 (tabular.PREPROCESSORS) or reader (images.READERS). Nothing heavy is imported: the download script and the
 result tables import this without torch. The 2-D densities have no files and live in toy2d.py instead.
@@ -15,7 +15,7 @@ from dataclasses import dataclass
 class Archive:
     """A .tar.gz fetched from `url` and checked against `md5`; its `top/` folder is unpacked into `destination`.
 
-    `name` is scripts/download_data.py's --dataset choice (the five MAF datasets share one archive);
+    `name` is lrsflows-data's --dataset choice (the five MAF datasets share one archive);
     `path` and `destination` are relative to the data root.
     """
 
@@ -161,7 +161,7 @@ DATASETS: dict[str, DatasetSpec] = {
         ),
     )
 }
-# What scripts/download_data.py offers, by --dataset choice: one entry per archive, file set or manual dataset.
+# What lrsflows-data offers, by --dataset choice: one entry per archive, file set or manual dataset.
 DOWNLOADS: dict[str, Archive | Files | Manual] = {spec.download.name: spec.download for spec in DATASETS.values()}
 
 

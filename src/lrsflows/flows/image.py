@@ -77,6 +77,14 @@ def build_image_flow(
     preprocessing a key of PREPROCESSINGS; the couplings have no unconditional map here. Spline couplings divide
     their bin-size logits by sqrt(hidden_channels), as the original does for conv conditioners (nflows reads
     `hidden_channels` when `hidden_features` is absent).
+
+    >>> import torch
+    >>> from lrsflows.flows import build_image_flow
+    >>> flow = build_image_flow((1, 8, 8), "lrs", num_levels=2, steps_per_level=1, hidden_channels=8, num_blocks=1)
+    >>> pixels = torch.rand(2, 1, 8, 8) * 256  # dequantised 8-bit pixels in [0, 256)
+    >>> bits_per_dim = -flow.eval().log_prob(pixels) / (64 * torch.log(torch.tensor(2.0)))
+    >>> bits_per_dim.shape, tuple(flow.sample(3).shape)
+    (torch.Size([2]), (3, 1, 8, 8))
     """
     _check_shape(shape, num_levels)
     preprocess = preprocessing_transform(preprocessing, num_bits, alpha)

@@ -17,6 +17,7 @@ from ..config import DatasetConfig, ModelConfig, Precision, TrainerConfig
 from ..data.dequantization import to_display
 from ..data.images import load_image_splits
 from ..data.splits import load_splits
+from ..data.toy2d import density
 from ..errors import RunError
 from ..files import write_atomically
 from ..flows import build_image_flow, build_tabular_flow
@@ -39,7 +40,7 @@ class RunData:
     `validation()` and `test()` start a fresh, reproducible pass over this process's share of their split;
     `train()` opens its resumable training stream (only training needs one, so it is opened on demand).
     `dtype` is the floating type of every batch, which the model takes too. 2-D data also carries its exact
-    log-density, images their bit depth and the indices of the training images held out for validation.
+    log-density, images the indices of the training images held out for validation.
     """
 
     shape: tuple[int, ...]
@@ -47,7 +48,6 @@ class RunData:
     train: Callable[[], Iterator[torch.Tensor]]
     validation: Callable[[], Iterable[torch.Tensor]]
     test: Callable[[], Iterable[torch.Tensor]]
-    num_bits: int | None = None
     true_log_prob: Callable[[torch.Tensor], torch.Tensor] | None = None
     val_indices: np.ndarray | None = None
 
@@ -61,7 +61,7 @@ class Vectors:
 
     def load(self, dataset: DatasetConfig, data_dir: str, trainer: TrainerConfig, seed: int, process: Process):
         """This process's streams (its share of every batch and split when there are several)."""
-        dtype = torch.float64 if trainer.precision == Precision.fp64 else torch.float32
+        dtype = self.dtype(trainer)
         splits = load_splits(
             dataset.name, dataset.kind, data_dir, dataset.num_train, dataset.num_val, dataset.num_test, dataset.seed
         ).to(process.device, dtype)
@@ -75,9 +75,13 @@ class Vectors:
             true_log_prob=splits.true_log_prob,
         )
 
-    def build(self, model: ModelConfig, data: RunData) -> torch.nn.Module:
-        """The paper's tabular/2-D flow (docs/architectures.md §Tabular and 2-D flows)."""
-        return from_config(build_tabular_flow, model, data.shape[0])
+    def dtype(self, trainer: TrainerConfig) -> torch.dtype:
+        """The floating type of batches and model: float64 for trainer.precision=fp64, else float32."""
+        return torch.float64 if trainer.precision == Precision.fp64 else torch.float32
+
+    def build(self, model: ModelConfig, dataset: DatasetConfig, shape: tuple[int, ...]) -> torch.nn.Module:
+        """The paper's tabular/2-D flow (docs/architectures.md §Tabular and 2-D flows) for vectors of `shape`."""
+        return from_config(build_tabular_flow, model, shape[0])
 
     def loss_scale(self, data: RunData) -> int | None:
         """The dimension whose bits the loss is counted in (images), None for a loss in nats."""
@@ -113,10 +117,12 @@ class Vectors:
             )
         return record
 
-    def pictures(self, flow, data: RunData, folder: Path, logger: RunLogger | None, step: int) -> list[Path]:
+    def pictures(self, flow, dataset: DatasetConfig, folder: Path, logger: RunLogger | None, step: int, data=None):
+        """The kind's pictures as PNGs in `folder` (and TensorBoard when a logger is given); `data` (a training
+        run's RunData) only where a picture needs real examples. Tabular data has none."""
         return []
 
-    def displayed(self, samples: torch.Tensor, data: RunData) -> torch.Tensor:
+    def displayed(self, samples: torch.Tensor, dataset: DatasetConfig) -> torch.Tensor:
         """Samples as samples.npy stores them."""
         return samples
 
@@ -128,8 +134,9 @@ class Generated(Vectors):
     name = "toy2d"
     table = "toy2d"
 
-    def pictures(self, flow, data: RunData, folder: Path, logger: RunLogger | None, step: int) -> list[Path]:
-        figure = density_figure(flow, data.true_log_prob)
+    def pictures(self, flow, dataset: DatasetConfig, folder: Path, logger: RunLogger | None, step: int, data=None):
+        source = density(dataset.name)
+        figure = density_figure(flow, source.log_prob if source.has_log_prob else None)
         path = folder / f"density_step{step:07d}.png"
         write_atomically(path, lambda handle: figure.savefig(handle, format="png", dpi=100))
         if logger is not None:
@@ -164,17 +171,19 @@ class Images:
             ),
             validation=evaluation(splits.val),
             test=evaluation(splits.test),
-            num_bits=dataset.num_bits,
             val_indices=splits.val_indices,
         )
 
-    def build(self, model: ModelConfig, data: RunData) -> torch.nn.Module:
-        """The Glow-style image flow (docs/architectures.md §Image flows)."""
+    def dtype(self, trainer: TrainerConfig) -> torch.dtype:
+        return torch.float32
+
+    def build(self, model: ModelConfig, dataset: DatasetConfig, shape: tuple[int, ...]) -> torch.nn.Module:
+        """The Glow-style image flow (docs/architectures.md §Image flows) for images of `shape` (C, H, W)."""
         if model.arch != "coupling":
             raise RunError(
                 "image flows are coupling flows (as in the LRS and NSF image experiments); use model.arch=coupling."
             )
-        return from_config(build_image_flow, model, data.shape, num_bits=data.num_bits)
+        return from_config(build_image_flow, model, tuple(shape), num_bits=dataset.num_bits)
 
     def loss_scale(self, data: RunData) -> int | None:
         return math.prod(data.shape)
@@ -193,12 +202,12 @@ class Images:
             "num_test": result.count,
         }
 
-    def pictures(self, flow, data: RunData, folder: Path, logger: RunLogger | None, step: int) -> list[Path]:
-        """Sample grids at three temperatures and, during training, a reconstruction check."""
-        pictures = {f"samples/temperature_{t}": grid for t, grid in sample_grids(flow, data.num_bits).items()}
-        if logger is not None:
+    def pictures(self, flow, dataset: DatasetConfig, folder: Path, logger: RunLogger | None, step: int, data=None):
+        """Sample grids at three temperatures and, during training, a reconstruction check of validation images."""
+        pictures = {f"samples/temperature_{t}": grid for t, grid in sample_grids(flow, dataset.num_bits).items()}
+        if logger is not None and data is not None:
             fixed_batch = next(iter(data.validation()))[:RECONSTRUCTED_IMAGES]
-            pictures["reconstruction"], error = reconstruction(flow, fixed_batch, data.num_bits)
+            pictures["reconstruction"], error = reconstruction(flow, fixed_batch, dataset.num_bits)
             logger.scalars(step, {"val/reconstruction_error": error})
         paths = []
         for tag, grid in pictures.items():
@@ -209,15 +218,21 @@ class Images:
                 logger.image(tag, grid, step)
         return paths
 
-    def displayed(self, samples: torch.Tensor, data: RunData) -> torch.Tensor:
-        return to_display(samples, data.num_bits)
+    def displayed(self, samples: torch.Tensor, dataset: DatasetConfig) -> torch.Tensor:
+        return to_display(samples, dataset.num_bits)
+
+
+# Builder parameters of the library only: the CLI trains unconditional densities, so the builder's default (no
+# context) stands.
+LIBRARY_ONLY = ("context_features", "embedding")
 
 
 def from_config(builder: Callable, model: ModelConfig, first, **given) -> torch.nn.Module:
     """`builder(first, **given)` with each of its other parameters read from the model config by the same name
     (`spline` from the spline settings), so the config→builder mapping is written nowhere: a builder parameter
-    the config lacks is an AttributeError, not a silent default."""
-    names = [name for name in list(inspect.signature(builder).parameters)[1:] if name not in given]
+    the config lacks is an AttributeError, not a silent default (LIBRARY_ONLY's names excepted)."""
+    parameters = list(inspect.signature(builder).parameters)[1:]
+    names = [name for name in parameters if name not in given and name not in LIBRARY_ONLY]
     values = {name: SplineSettings.of(model) if name == "spline" else getattr(model, name) for name in names}
     return builder(first, **given, **values)
 

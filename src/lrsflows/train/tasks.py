@@ -15,21 +15,18 @@ import torch
 
 from ..config import (
     Config,
-    ConfigError,
     DatasetConfig,
     Task,
     TrainerConfig,
     plain,
-    saved_model_config,
     typed,
-    validate_choices,
 )
 from ..data.errors import DataError
 from ..errors import RunError, Stopped, WriteError, fail
 from ..files import write_atomically, write_json
 from ..results.provenance import provenance
 from ..results.record import FAILURE_FILE, flatten
-from . import checkpoint, distributed
+from . import checkpoint, distributed, restore
 from .distributed import Process
 from .kinds import KINDS, RunData
 from .logger import RunLogger
@@ -51,12 +48,12 @@ def load_data(dataset: DatasetConfig, data_dir: str, trainer: TrainerConfig, see
 
 def build_flow(config: Config, data: RunData, device: torch.device) -> torch.nn.Module:
     """The data kind's flow for `config.model`, on `device` in the data's floating type."""
-    return KINDS[config.dataset.kind].build(config.model, data).to(device, data.dtype)
+    return KINDS[config.dataset.kind].build(config.model, config.dataset, data.shape).to(device, data.dtype)
 
 
 def save_pictures(flow, config: Config, data: RunData, run_dir: Path, logger: RunLogger | None, step: int):
     """The data kind's pictures as PNGs in <run dir>/pictures (and TensorBoard when a logger is given)."""
-    return KINDS[config.dataset.kind].pictures(flow, data, run_dir / "pictures", logger, step)
+    return KINDS[config.dataset.kind].pictures(flow, config.dataset, run_dir / "pictures", logger, step, data)
 
 
 def train(config: Config, run_dir: Path) -> dict | None:
@@ -165,7 +162,8 @@ def _fit_and_score(config: Config, run_dir: Path, process: Process, last_path: P
         config.trainer,
         checkpoint_dir,
         logger,
-        {"config": plain(config)},
+        # Every checkpoint holds what rebuilding its flow needs: the settings and the shape of one example.
+        {"config": plain(config), "data": {"shape": list(data.shape)}},
         process,
         pictures=(lambda step: save_pictures(flow, config, data, run_dir, logger, step)) if main else None,
         image_dimension=kind.loss_scale(data),
@@ -206,31 +204,21 @@ def _fit_and_score(config: Config, run_dir: Path, process: Process, last_path: P
     return record
 
 
-def _restore(config: Config) -> tuple[dict, Config, torch.nn.Module, RunData, Process]:
-    """The checkpoint named by ckpt=, the settings it was trained with, its model (weights loaded, eval mode) and
-    its dataset, in one process."""
+def _restore(config: Config, with_data: bool) -> tuple[dict, Config, torch.nn.Module, RunData | None, Process]:
+    """The checkpoint named by ckpt=, the settings it was trained with, its model (weights loaded, eval mode) and,
+    `with_data` or for a checkpoint that predates recorded data shapes, its dataset; in one process."""
     if config.ckpt is None:
         raise RunError(f"task={config.task.value} needs a checkpoint: add ckpt=<run dir>/checkpoints/best.pt.")
     state = checkpoint.load(config.ckpt, checkpoint.EVALUATE)
-    saved = state["config"]
+    trained = restore.trained_settings(config.ckpt, state)
+    trained.trainer.eval_batch_size = config.trainer.eval_batch_size
     process = distributed.join(config.trainer.device)
-    trainer_settings = checkpoint.saved_settings(
-        config.ckpt, state, "trainer", lambda values: typed(TrainerConfig, values)
-    )
-    trainer_settings.eval_batch_size = config.trainer.eval_batch_size
-    dataset = checkpoint.saved_settings(config.ckpt, state, "dataset", lambda values: typed(DatasetConfig, values))
-    model = checkpoint.saved_settings(config.ckpt, state, "model", saved_model_config)
-    trained = Config(seed=saved["seed"], dataset=dataset, model=model, trainer=trainer_settings)
-    try:
-        validate_choices(trained)
-    except ConfigError as error:
-        problem = f"checkpoint {config.ckpt} has a setting this version of lrsflows does not accept: config.{error}"
-        raise checkpoint.EVALUATE.refuse(Path(config.ckpt), problem.rstrip(".")) from None
-    data = load_data(dataset, config.paths.data_dir, trainer_settings, saved["seed"], process)
-    flow = build_flow(trained, data, process.device)
-    checkpoint.ensure_fits(config.ckpt, state, flow, checkpoint.EVALUATE)
-    flow.load_state_dict(state["model"])
-    flow.eval()
+    shape = restore.saved_shape(state)
+    data = None
+    if with_data or shape is None:
+        data = load_data(trained.dataset, config.paths.data_dir, trained.trainer, trained.seed, process)
+        shape = data.shape
+    flow = restore.rebuild(config.ckpt, state, trained, shape, process.device)
     return state, trained, flow, data, process
 
 
@@ -238,7 +226,7 @@ def evaluate(config: Config, run_dir: Path) -> dict:
     """Evaluate a checkpoint on its dataset's test split; write results.json."""
     seed_everything(config.seed)
     started = time.perf_counter()
-    state, trained, flow, data, process = _restore(config)
+    state, trained, flow, data, process = _restore(config, with_data=True)
     record = {
         **provenance(Task.eval.value, state["config"], flow, run_dir, process.device),
         **KINDS[trained.dataset.kind].score(flow, data, process),
@@ -254,14 +242,15 @@ def evaluate(config: Config, run_dir: Path) -> dict:
 def sample(config: Config, run_dir: Path) -> Path:
     """Draw n samples at `temperature` from a checkpoint into samples.npy (display pixels for images), plus pictures."""
     seed_everything(config.seed)
-    state, trained, flow, data, _ = _restore(config)
+    state, trained, flow, _, _ = _restore(config, with_data=False)
     chunks, remaining = [], config.n
     while remaining > 0:
         count = min(remaining, config.trainer.eval_batch_size)
         chunks.append(flow.sample(count, temperature=config.temperature).cpu())
         remaining -= count
-    samples = KINDS[trained.dataset.kind].displayed(torch.cat(chunks), data)
+    kind = KINDS[trained.dataset.kind]
+    samples = kind.displayed(torch.cat(chunks), trained.dataset)
     path = run_dir / "samples.npy"
     write_atomically(path, lambda handle: np.save(handle, samples.numpy()))
-    save_pictures(flow, trained, data, run_dir, None, state["step"])
+    kind.pictures(flow, trained.dataset, run_dir / "pictures", None, state["step"])
     return path

@@ -1,24 +1,26 @@
 """Download a dataset, verify its MD5 and unpack it into the data root (`make data` fetches the MAF archive).
 
-Usage: python scripts/download_data.py [--dataset maf|mnist|cifar10|imagenet32|imagenet64] [--data-dir DIR]
-                                       [--url URL] [--md5 MD5] [--check]
+Usage: lrsflows-data [--dataset maf|mnist|cifar10|imagenet32|imagenet64] [--data-dir DIR] [--url URL] [--md5 MD5]
+                     [--check]                      (also `python -m lrsflows.data.command`)
 maf: the Zenodo archive, unpacked into DIR; cifar10: the Toronto tarball into DIR/cifar-10/; mnist: the four
 gzip files into DIR/mnist/MNIST/raw/; imagenet32/64: no download, prints the manual steps and exits 1.
 An interrupted download resumes from its .part file; files already unpacked are left alone.
+Imports no torch, so the command starts at once.
 """
 
 import argparse
 import sys
 
-from lrsflows.data.download import DOWNLOADERS, imagenet_instructions
-from lrsflows.data.errors import DataError
-from lrsflows.data.specs import DOWNLOADS, Archive, Files, Manual
-from lrsflows.data.tabular import DATA_DIR_ENV, missing_datasets, resolve_data_dir
+from .download import DOWNLOADERS, imagenet_instructions
+from .errors import DataError
+from .specs import DOWNLOADS, Archive, Files, Manual
+from .tabular import DATA_DIR_ENV, missing_datasets, resolve_data_dir
 
 ARCHIVES = [name for name, download in DOWNLOADS.items() if isinstance(download, Archive)]
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The `lrsflows-data` command (`make data`): the exit status, which the console script passes to sys.exit."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", choices=list(DOWNLOADS), default="maf", help="what to fetch (default: maf)")
     parser.add_argument("--data-dir", help=f"data root (default: ${DATA_DIR_ENV}, else ./data)")

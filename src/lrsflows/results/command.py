@@ -1,6 +1,6 @@
 """Collect every training run's results.json under DIR, summarise each configuration over seeds, write the tables.
 
-Usage: python scripts/make_tables.py DIR [--out OUT]   (OUT defaults to DIR/tables)
+Usage: lrsflows-tables DIR [--out OUT]   (OUT defaults to DIR/tables; also `python -m lrsflows.results.command`)
 Prints the Markdown tables, the runs that have no results (unfinished or failed) and the paths written;
 exits 1 with one sentence when there is nothing to tabulate.
 """
@@ -10,10 +10,11 @@ import logging
 import sys
 from pathlib import Path
 
-from lrsflows.results import aggregate, collect, render_markdown, write_tables
+from . import aggregate, collect, render_markdown, write_tables
 
 
 def main(argv: list[str] | None = None) -> None:
+    """The `lrsflows-tables` command (`make tables`)."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("runs", metavar="DIR", type=Path, help="folder holding the runs (searched recursively)")
