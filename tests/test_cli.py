@@ -17,7 +17,6 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from lrsflows.results import collect
 
-REPO = Path(__file__).resolve().parents[1]
 # A 2-D run small enough to take a second or two of training.
 TINY_2D = [
     "experiment=toy2d",
@@ -204,7 +203,7 @@ def test_a_multirun_sweep_makes_one_dir_per_job_and_a_table(tmp_path):
     assert len(results) == 4
     assert {json.loads(path.read_text())["model"] for path in results} == {"lrs", "rq_nsf"}
     table = subprocess.run(
-        [sys.executable, str(REPO / "scripts" / "make_tables.py"), str(tmp_path / "sweep")],
+        [str(Path(sys.executable).with_name("lrsflows-tables")), str(tmp_path / "sweep")],
         capture_output=True,
         text=True,
         check=True,
