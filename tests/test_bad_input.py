@@ -3,6 +3,7 @@ traceback, and nothing on disk changed or half-written (settings, concurrency, s
 
 import json
 import os
+import re
 import signal
 import subprocess
 import time
@@ -222,8 +223,8 @@ def test_a_divergence_says_what_is_on_disk_and_its_advice_is_a_command_that_cont
             break
         line = assert_one_sentence(completed)
         lines.append(line)
-        held = Path(line.split("nothing was updated at that step and ")[1].split(" holds step ")[0])
-        step = int(line.split(" holds step ")[1].split(";")[0])
+        on_disk = re.search(r"update was skipped(?:; the run stopped at step \d+)? and (\S+) holds step (\d+);", line)
+        held, step = Path(on_disk[1]), int(on_disk[2])
         assert torch.load(held, weights_only=True)["step"] == step >= 20
         command = line.split("continue it with a lower learning rate: python -m lrsflows ")[1].split()
         assert f"trainer.resume_from={held}" in command

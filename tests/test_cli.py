@@ -187,6 +187,23 @@ def test_resume_after_a_kill_matches_an_uninterrupted_run(tmp_path):
         assert whole_record[key] == resumed_record[key], key
 
 
+def test_a_parallel_multirun_gives_each_job_its_share_of_the_cores(tmp_path):
+    """hydra/launcher=parallel (joblib, two jobs at a time): each job's intra-op threads are the cores / 2, and a
+    single run gets all of them (trainer.threads=null); an explicit trainer.threads wins."""
+    common = [*TINY_2D, "dataset=gaussian", "trainer.max_steps=10", "trainer.val_every=10"]
+    lrsflows("-m", "hydra/launcher=parallel", *common, "model=lrs,rq_nsf", "hydra.sweep.dir=sweep", cwd=tmp_path)
+    single = run_dir_of(lrsflows(*common, "model=q_nsf", cwd=tmp_path))
+    pinned = run_dir_of(lrsflows(*common, "model=affine", "trainer.threads=1", cwd=tmp_path))
+    cores = len(os.sched_getaffinity(0))
+
+    def threads(run_dir: Path) -> int:
+        return torch.load(run_dir / "checkpoints" / "best.pt", weights_only=True)["config"]["trainer"]["threads"]
+
+    swept = sorted((tmp_path / "sweep").rglob("best.pt"))
+    assert len(swept) == 2 and {threads(path.parents[1]) for path in swept} == {max(1, cores // 2)}
+    assert threads(tmp_path / single) == cores and threads(tmp_path / pinned) == 1
+
+
 def test_a_multirun_sweep_makes_one_dir_per_job_and_a_table(tmp_path):
     lrsflows(
         "-m",

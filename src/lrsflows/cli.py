@@ -10,6 +10,7 @@ from typing import NoReturn
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
+from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from .config import (
@@ -110,6 +111,7 @@ def main(config: DictConfig) -> None:
         _refuse(output, error)
     # torch is imported only for settings that passed the checks above; the named choices (families, archs, data
     # kinds...) are checked against the registries of the code that implements them.
+    import torch
     from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
 
@@ -122,6 +124,10 @@ def main(config: DictConfig) -> None:
         validate_kind_settings(settings, given=_given_keys())
     except ConfigError as error:
         _refuse(output, error)
+    if settings.trainer.threads is None:
+        processes = _parallel_jobs() * distributed.local_processes(settings.trainer.devices)
+        settings.trainer.threads = distributed.threads_per_process(processes)
+    torch.set_num_threads(settings.trainer.threads)
 
     try:
         if settings.task is not Task.train:
@@ -155,6 +161,17 @@ def main(config: DictConfig) -> None:
         _worker_failed(error, settings.trainer.devices)
     if record is not None:
         log.info(summary(record))
+
+
+def _parallel_jobs() -> int:
+    """How many jobs of this multirun run at once: the launcher's n_jobs (hydra/launcher=parallel), else 1."""
+    hydra_config = HydraConfig.get()
+    jobs = hydra_config.launcher.get("n_jobs") if hydra_config.mode == RunMode.MULTIRUN else None
+    if jobs == -1:  # joblib: as many as there are cores
+        from .train.distributed import available_cores
+
+        return available_cores()
+    return max(1, jobs or 1)
 
 
 def _given_keys() -> set[str]:

@@ -179,6 +179,9 @@ class TrainerConfig:
     progress_bar: bool = True
     # Processes: 1, or N data-parallel processes started through torch's elastic launcher (torchrun sets its own).
     devices: int = count(1)
+    # Intra-op threads per process; null: the available cores divided by the processes running at once on this
+    # machine (data-parallel processes x jobs a parallel launcher runs side by side), at least 1.
+    threads: int | None = count(None)
     sync_batchnorm: bool = False
     # fp32, fp64 (the whole model), or bf16/fp16 autocast of the conditioners (splines stay float32; fp16 adds a
     # gradient scaler); torch.compile of the training step; deterministic algorithms where torch has them.

@@ -17,6 +17,7 @@ NOT_TRAINING = frozenset(
         "temperature",
         "paths",
         "trainer.device",
+        "trainer.threads",
         "trainer.resume",
         "trainer.progress_bar",
         "trainer.log_every",

@@ -114,6 +114,23 @@ def wait_to_be_stopped() -> None:
         raise SystemExit(stop.exit_code) from None
 
 
+def available_cores() -> int:
+    """The cores this process may run on (its affinity mask: a container's or a cluster job's share)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def threads_per_process(processes_at_once: int) -> int:
+    """Intra-op threads for each of `processes_at_once` processes sharing this machine's cores: OpenMP threads that
+    outnumber the cores spin against each other (two 2-thread runs on 2 cores: a step 25x slower)."""
+    return max(1, available_cores() // max(1, processes_at_once))
+
+
+def local_processes(devices: int) -> int:
+    """How many training processes of this run share the machine: torchrun's local world size, or trainer.devices
+    for the processes `launch` starts."""
+    return int(os.environ.get("LOCAL_WORLD_SIZE", devices))
+
+
 def launch(num_processes: int, function, *args):
     """Run function(*args) in `num_processes` local processes joined into one group; rank 0's return value."""
     _quiet_launch()

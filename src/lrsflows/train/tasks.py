@@ -63,6 +63,8 @@ def train(config: Config, run_dir: Path) -> dict | None:
     """
     if config.trainer.deterministic:
         make_deterministic()
+    if config.trainer.threads is not None:  # the CLI resolves it; data-parallel workers start with torch's default
+        torch.set_num_threads(config.trainer.threads)
     process = distributed.join(config.trainer.device)
     try:
         return _train(config, run_dir, process)

@@ -66,6 +66,8 @@ class Trainer:
         self.best_val, self.best_step = -math.inf, 0
         self.elapsed = 0.0
         self.stop_signal: int | None = None
+        # (step, loss, gradient norm) of the first non-finite step since the start, zeros while there is none.
+        self.nonfinite = torch.zeros(3, dtype=torch.float64, device=process.device)
         self.resumed_from: Path | None = None  # another run's last.pt this one started from (trainer.resume_from)
 
     def resume(self, state: dict, other_run: Path | None = None) -> None:
@@ -118,6 +120,8 @@ class Trainer:
                 self.step += 1
                 window_steps += 1
                 bar.update()
+                if self._due(settings.log_every) or self._due(settings.val_every):
+                    self._check_finite()
                 if self._due(settings.log_every):
                     now = time.perf_counter()
                     self._log(
@@ -140,6 +144,7 @@ class Trainer:
                         self.pictures(self.step)
                 stopping = self._signalled()
                 if stopping or self._due(settings.checkpoint_every):
+                    self._check_finite()
                     self.elapsed = time.perf_counter() - started
                     self._save_last()
                 if stopping:
@@ -156,6 +161,8 @@ class Trainer:
         return self.step % every == 0 or self.step == self.settings.max_steps
 
     def _update(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """One optimiser step, without a host sync: a non-finite loss or gradient skips the update on the device
+        (fused Adam's found_inf; with fp16 the gradient scaler's own skip) and is remembered for `_check_finite`."""
         # Autocast covers the conditioner networks; the spline functions run in float32 whatever the context.
         with torch.autocast(self.process.device.type, self.autocast_dtype, enabled=self.autocast_dtype is not None):
             loss = -self.model(batch).mean() * (self.bits_per_nat or 1.0)
@@ -166,15 +173,31 @@ class Trainer:
         grad_norm = torch.nn.utils.clip_grad_norm_(self.flow.parameters(), limit)
         loss = distributed.mean(loss.detach(), self.process)
         # With fp16 the scaler skips steps whose scaled gradients overflow; otherwise a non-finite value is fatal.
-        finite_gradient = torch.isfinite(grad_norm) or self.scaler.is_enabled()
-        if not (torch.isfinite(loss) and finite_gradient):
-            good = self.last_path if self.last_path.exists() else self.resumed_from
-            saved = checkpoint.load(good)["step"] if good is not None else None
-            raise Diverged(self.step + 1, loss.item(), grad_norm.item(), good, saved)
+        finite = torch.isfinite(loss) if self.scaler.is_enabled() else torch.isfinite(loss) & torch.isfinite(grad_norm)
+        self._remember_first_nonfinite(finite, loss, grad_norm)
+        if not self.scaler.is_enabled():
+            self.optimizer.found_inf = (~finite).to(torch.float32)
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.scheduler.step()
         return loss, grad_norm
+
+    def _remember_first_nonfinite(self, finite: torch.Tensor, loss: torch.Tensor, grad_norm: torch.Tensor) -> None:
+        """(step, loss, gradient norm) of the first non-finite step, kept on the device: no sync per step."""
+        first = ~finite & (self.nonfinite[0] == 0)
+        current = torch.stack(
+            [torch.full_like(loss, self.step + 1, dtype=torch.float64), loss.double(), grad_norm.double()]
+        )
+        self.nonfinite = torch.where(first, current, self.nonfinite)
+
+    def _check_finite(self) -> None:
+        """Raise Diverged if a step since the last check was not finite. Called where the loop syncs anyway (logging)
+        and before anything is written (validation, best.pt, last.pt), so last.pt always predates the bad step."""
+        step, loss, grad_norm = self.nonfinite.tolist()
+        if step:
+            good = self.last_path if self.last_path.exists() else self.resumed_from
+            saved = checkpoint.load(good)["step"] if good is not None else None
+            raise Diverged(int(step), loss, grad_norm, self.step, good, saved)
 
     def _log(self, values: dict[str, float]) -> None:
         if self.logger is not None:
@@ -240,15 +263,25 @@ class Trainer:
 
 
 class Diverged(RunError):
-    """A non-finite loss or gradient: nothing was updated at `step`; `last_path` holds `saved_step`, or is None
-    when no checkpoint was written yet. The CLI turns it into a sentence with a command that continues."""
+    """A non-finite loss or gradient first at `step`, whose update was skipped; seen at `stopped_step` (the next
+    logging, validation or checkpoint step); `last_path` holds `saved_step` (< step), or is None when no checkpoint
+    was written yet. The CLI turns it into a sentence with a command that continues."""
 
-    def __init__(self, step: int, loss: float, grad_norm: float, last_path: Path | None, saved_step: int | None):
+    def __init__(
+        self,
+        step: int,
+        loss: float,
+        grad_norm: float,
+        stopped_step: int,
+        last_path: Path | None,
+        saved_step: int | None,
+    ):
         self.step, self.last_path, self.saved_step = step, last_path, saved_step
         on_disk = f"{last_path} holds step {saved_step}" if last_path else "no checkpoint was written yet"
+        stopped = "" if stopped_step == step else f"; the run stopped at step {stopped_step}"
         super().__init__(
-            f"the training loss became {loss} at step {step} (gradient norm {grad_norm}); nothing was updated at "
-            f"that step and {on_disk}"
+            f"the training loss became {loss} at step {step} (gradient norm {grad_norm}); that step's update was "
+            f"skipped{stopped} and {on_disk}"
         )
 
 
