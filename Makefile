@@ -42,14 +42,14 @@ format: $(STAMP)
 	$(BIN)/ruff format src scripts tests
 	$(BIN)/ruff check --fix src scripts tests
 
-# The bench extra (nflows 0.14, the reference flows) once, refreshed when pyproject.toml changes.
+# The bench extra (nflows 0.14 and zuko 1.6, the peer flows) once, refreshed when pyproject.toml changes.
 BENCH_STAMP := $(VENV)/.bench-installed
 
 $(BENCH_STAMP): $(STAMP) pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[bench]'
 	touch $(BENCH_STAMP)
 
-# Kernels, flows beside nflows, a step's parts, input pipeline -> outputs/bench/report.md (3-4 min, 2 idle cores).
+# Kernels, flows beside nflows and zuko, allocator, a step's parts, targets -> outputs/bench/report.md (~5 min, 2 idle cores).
 bench: $(BENCH_STAMP)
 	$(BIN)/python scripts/bench.py --out outputs/bench/report.md
 

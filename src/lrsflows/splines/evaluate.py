@@ -24,6 +24,7 @@ def spline(
     params: torch.Tensor,
     inverse: bool = False,
     settings: SplineSettings = DEFAULT_SETTINGS,
+    analytic_gradients: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Apply the element-wise spline `family` (or its inverse); returns (outputs, log|d outputs/d inputs|).
 
@@ -34,6 +35,10 @@ def spline(
     arithmetic and the result selected with torch.where, so tail elements never meet a division,
     log or sqrt of an out-of-range value, shapes never depend on data, and torch.compile can trace
     it. The maths runs in at least float32, with autocast off.
+
+    With analytic_gradients (LRS and RQ) the per-bin map has a hand-written, once-differentiable backward;
+    analytic_gradients=False differentiates the same maths with autograd (the reference, and the way to
+    second-order gradients). Families without an analytic backward ignore the flag.
 
     >>> import torch
     >>> from lrsflows.splines import SplineSettings, num_params, spline
@@ -49,7 +54,10 @@ def spline(
     """
     if params.shape[:-1] != inputs.shape:
         raise ValueError(f"params shape {tuple(params.shape)} must be inputs shape {tuple(inputs.shape)} plus one dim.")
-    transform = _checked(family, params, settings).transform
+    chosen = _checked(family, params, settings)
+    transform = (
+        chosen.analytic_transform if analytic_gradients and chosen.analytic_transform is not None else chosen.transform
+    )
     bound = settings.tail_bound
     dtype = torch.promote_types(inputs.dtype, torch.float32)
     with torch.autocast(inputs.device.type, enabled=False):

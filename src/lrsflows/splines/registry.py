@@ -12,7 +12,8 @@ class Family:
     and knot geometry `knots(params, settings)`, its parameters per bin, how many leading parameters per bin are
     bin-size logits (those the original coupling layers divide by sqrt(hidden features); None: every parameter)
     and the distribution its original code initialises a coupling's unconditional map with ("uniform" U[0, 1)
-    or "normal" N(0, 1))."""
+    or "normal" N(0, 1)). `analytic_transform`, where a family has one, is the same map with a hand-written
+    backward (splines/gradients.py); `transform` stays the autograd-differentiated reference."""
 
     name: str
     label: str
@@ -21,6 +22,7 @@ class Family:
     params_per_bin: int
     size_logits_per_bin: int | None
     original_init: str
+    analytic_transform: Callable | None = None
 
     def num_params(self, settings: SplineSettings) -> int:
         """Parameters per element: a*K - 1 with linear tails (boundary derivatives fixed), a*K + 1 without."""
