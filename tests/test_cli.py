@@ -189,11 +189,15 @@ def test_resume_after_a_kill_matches_an_uninterrupted_run(tmp_path):
 
 def test_a_parallel_multirun_gives_each_job_its_share_of_the_cores(tmp_path):
     """hydra/launcher=parallel (joblib, two jobs at a time): each job's intra-op threads are the cores / 2, and a
-    single run gets all of them (trainer.threads=null); an explicit trainer.threads wins."""
+    single run gets all of them (trainer.threads=null); an explicit trainer.threads or OMP_NUM_THREADS wins."""
     common = [*TINY_2D, "dataset=gaussian", "trainer.max_steps=10", "trainer.val_every=10"]
-    lrsflows("-m", "hydra/launcher=parallel", *common, "model=lrs,rq_nsf", "hydra.sweep.dir=sweep", cwd=tmp_path)
-    single = run_dir_of(lrsflows(*common, "model=q_nsf", cwd=tmp_path))
-    pinned = run_dir_of(lrsflows(*common, "model=affine", "trainer.threads=1", cwd=tmp_path))
+    unset = {"OMP_NUM_THREADS": ""}  # the tests' one thread would otherwise be the user's choice
+    lrsflows(
+        "-m", "hydra/launcher=parallel", *common, "model=lrs,rq_nsf", "hydra.sweep.dir=sweep", cwd=tmp_path, env=unset
+    )
+    single = run_dir_of(lrsflows(*common, "model=q_nsf", cwd=tmp_path, env=unset))
+    pinned = run_dir_of(lrsflows(*common, "model=affine", "trainer.threads=1", cwd=tmp_path, env=unset))
+    environment = run_dir_of(lrsflows(*common, "model=lrs", cwd=tmp_path))  # OMP_NUM_THREADS=1
     cores = len(os.sched_getaffinity(0))
 
     def threads(run_dir: Path) -> int:
@@ -202,6 +206,7 @@ def test_a_parallel_multirun_gives_each_job_its_share_of_the_cores(tmp_path):
     swept = sorted((tmp_path / "sweep").rglob("best.pt"))
     assert len(swept) == 2 and {threads(path.parents[1]) for path in swept} == {max(1, cores // 2)}
     assert threads(tmp_path / single) == cores and threads(tmp_path / pinned) == 1
+    assert threads(tmp_path / environment) == 1
 
 
 def test_a_multirun_sweep_makes_one_dir_per_job_and_a_table(tmp_path):

@@ -19,6 +19,10 @@ def version_line() -> str:
     return f"lrsflows {__version__} (torch {torch}, Python {platform.python_version()})"
 
 
+def stopped_while_starting(number: int) -> Stopped:
+    return Stopped(number, f"stopped by {signal_name(number)} while starting; nothing was run — rerun the command.")
+
+
 def run() -> None:
     """The entry point: a SIGTERM or SIGINT at any moment, even while torch and Hydra are imported, is one
     sentence and exit 128 + its number; cli.main then installs handlers that know the task.
@@ -27,8 +31,11 @@ def run() -> None:
         print(version_line())
         return
 
+    received = []
+
     def stop(number, frame):
-        raise Stopped(number, f"stopped by {signal_name(number)} while starting; nothing was run — rerun the command.")
+        received.append(number)
+        raise stopped_while_starting(number)
 
     for number in (signal.SIGTERM, signal.SIGINT):
         signal.signal(number, stop)
@@ -44,6 +51,13 @@ def run() -> None:
         main()
     except Stopped as error:
         fail(str(error), error.exit_code)
+    except Exception:
+        # Raised from a signal handler in the middle of a library's import, Stopped can leave that library's
+        # state half-built and surface as another exception; the signal is still what ended the run.
+        if not received:
+            raise
+        stop = stopped_while_starting(received[0])
+        fail(str(stop), stop.exit_code)
 
 
 if __name__ == "__main__":

@@ -124,9 +124,10 @@ def main(config: DictConfig) -> None:
         validate_kind_settings(settings, given=_given_keys())
     except ConfigError as error:
         _refuse(output, error)
-    if settings.trainer.threads is None:
+    if settings.trainer.threads is None:  # an OMP_NUM_THREADS of the environment is the user's choice
         processes = _parallel_jobs() * distributed.local_processes(settings.trainer.devices)
-        settings.trainer.threads = distributed.threads_per_process(processes)
+        chosen = os.environ.get("OMP_NUM_THREADS", "")
+        settings.trainer.threads = int(chosen) if chosen.isdigit() else distributed.threads_per_process(processes)
     torch.set_num_threads(settings.trainer.threads)
 
     try:
