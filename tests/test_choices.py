@@ -286,7 +286,7 @@ def train_two_steps(config: schema.Config, checkpoints: dict[str, int]) -> None:
         process = distributed.join(config.trainer.device)
         tasks.seed_everything(config.seed)
         data = tasks.load_data(config.dataset, config.paths.data_dir, config.trainer, config.seed, process)
-        flow = tasks.build_flow(config, data, process.device)
+        flow = kinds.build_flow(config, data.shape, process.device)
         check_model_size(flow, config, data)
         assert all(parameter.dtype == data.dtype for parameter in flow.parameters())
         before = {name: parameter.detach().clone() for name, parameter in flow.named_parameters()}

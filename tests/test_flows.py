@@ -197,20 +197,26 @@ def image_parameter_count(shape, family, levels, steps, hidden, blocks, bins, mu
 CIFAR10_COUNTS = {"rq": 11_835_054, "lrs": 12_177_270, "affine": 11_065_068}  # RQ: NSF paper quotes 11.8M
 
 
+def image_flow_count(shape, family, levels, steps, hidden, blocks, bins, multi_scale=False) -> int:
+    """Parameters of build_image_flow with these settings, which image_parameter_count derives independently."""
+    flow = build_image_flow(
+        shape,
+        family,
+        num_levels=levels,
+        steps_per_level=steps,
+        hidden_channels=hidden,
+        num_blocks=blocks,
+        spline=SplineSettings(num_bins=bins),
+        multi_scale=multi_scale,
+    )
+    return sum(parameter.numel() for parameter in flow.parameters())
+
+
 @pytest.mark.parametrize("family", sorted(CIFAR10_COUNTS))
 def test_cifar10_parameter_counts(family):
     """The CIFAR-10 8-bit configuration of docs/protocol.md §Hyper-parameters: images (3 levels x 7 steps, 96 channels, 3 blocks, 4 bins)."""
     settings = dict(levels=3, steps=7, hidden=96, blocks=3, bins=4)
-    flow = build_image_flow(
-        (3, 32, 32),
-        family,
-        num_levels=3,
-        steps_per_level=7,
-        hidden_channels=96,
-        num_blocks=3,
-        spline=bins(4),
-    )
-    count = sum(parameter.numel() for parameter in flow.parameters())
+    count = image_flow_count((3, 32, 32), family, **settings)
     assert count == image_parameter_count((3, 32, 32), family, **settings)
     assert count == CIFAR10_COUNTS[family]
 
@@ -222,17 +228,7 @@ IMAGENET64_COUNTS = {"rq": 15_553_554, "lrs": 16_042_434, "affine": 14_270_244} 
 def test_imagenet64_parameter_counts(family):
     """The ImageNet64 8-bit configuration of docs/protocol.md §Hyper-parameters: images (4 multi-scale levels x 7 steps, 96 channels, 8 bins)."""
     settings = dict(levels=4, steps=7, hidden=96, blocks=3, bins=8, multi_scale=True)
-    flow = build_image_flow(
-        (3, 64, 64),
-        family,
-        num_levels=4,
-        steps_per_level=7,
-        hidden_channels=96,
-        num_blocks=3,
-        spline=bins(8),
-        multi_scale=True,
-    )
-    count = sum(parameter.numel() for parameter in flow.parameters())
+    count = image_flow_count((3, 64, 64), family, **settings)
     assert count == image_parameter_count((3, 64, 64), family, **settings)
     assert count == IMAGENET64_COUNTS[family]
 

@@ -124,10 +124,8 @@ def main(config: DictConfig) -> None:
         validate_kind_settings(settings, given=_given_keys())
     except ConfigError as error:
         _refuse(output, error)
-    if settings.trainer.threads is None:  # an OMP_NUM_THREADS of the environment is the user's choice
-        processes = _parallel_jobs() * distributed.local_processes(settings.trainer.devices)
-        chosen = os.environ.get("OMP_NUM_THREADS", "")
-        settings.trainer.threads = int(chosen) if chosen.isdigit() else distributed.threads_per_process(processes)
+    if settings.trainer.threads is None:
+        settings.trainer.threads = distributed.default_threads(settings.trainer.devices, _parallel_jobs())
     torch.set_num_threads(settings.trainer.threads)
 
     try:
@@ -165,14 +163,10 @@ def main(config: DictConfig) -> None:
 
 
 def _parallel_jobs() -> int:
-    """How many jobs of this multirun run at once: the launcher's n_jobs (hydra/launcher=parallel), else 1."""
+    """How many jobs of this multirun run at once: the launcher's n_jobs (hydra/launcher=parallel; joblib's -1:
+    one per core), else 1."""
     hydra_config = HydraConfig.get()
-    jobs = hydra_config.launcher.get("n_jobs") if hydra_config.mode == RunMode.MULTIRUN else None
-    if jobs == -1:  # joblib: as many as there are cores
-        from .train.distributed import available_cores
-
-        return available_cores()
-    return max(1, jobs or 1)
+    return (hydra_config.launcher.get("n_jobs") if hydra_config.mode == RunMode.MULTIRUN else None) or 1
 
 
 def _given_keys() -> set[str]:

@@ -119,16 +119,19 @@ def available_cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-def threads_per_process(processes_at_once: int) -> int:
-    """Intra-op threads for each of `processes_at_once` processes sharing this machine's cores: OpenMP threads that
-    outnumber the cores spin against each other (two 2-thread runs on 2 cores: a step 25x slower)."""
-    return max(1, available_cores() // max(1, processes_at_once))
-
-
-def local_processes(devices: int) -> int:
-    """How many training processes of this run share the machine: torchrun's local world size, or trainer.devices
-    for the processes `launch` starts."""
-    return int(os.environ.get("LOCAL_WORLD_SIZE", devices))
+def default_threads(devices: int, parallel_jobs: int) -> int:
+    """Intra-op threads for each process when trainer.threads is null: an OMP_NUM_THREADS of the environment (the
+    user's choice), else the available cores divided by the processes running at once on this machine (this run's
+    local data-parallel processes, torchrun's or trainer.devices, times the jobs running side by side; -1 jobs:
+    one per core). OpenMP threads that outnumber the cores spin against each other (two 2-thread runs on 2 cores:
+    a step 25x slower)."""
+    chosen = os.environ.get("OMP_NUM_THREADS", "")
+    if chosen.isdigit() and int(chosen) > 0:
+        return int(chosen)
+    cores = available_cores()
+    jobs = cores if parallel_jobs == -1 else max(1, parallel_jobs)
+    processes = jobs * int(os.environ.get("LOCAL_WORLD_SIZE", devices))
+    return max(1, cores // processes)
 
 
 def launch(num_processes: int, function, *args):

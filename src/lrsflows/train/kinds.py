@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..config import DatasetConfig, ModelConfig, Precision, TrainerConfig
+from ..config import Config, DatasetConfig, ModelConfig, Precision, TrainerConfig
 from ..data.dequantization import to_display
 from ..data.images import load_image_splits
 from ..data.splits import load_splits
@@ -220,6 +220,13 @@ class Images:
 
     def displayed(self, samples: torch.Tensor, dataset: DatasetConfig) -> torch.Tensor:
         return to_display(samples, dataset.num_bits)
+
+
+def build_flow(config: Config, shape: tuple[int, ...], device: torch.device) -> torch.nn.Module:
+    """The flow `config` describes for examples of `shape`, on `device` in its data kind's floating type: what
+    training builds from its data and a checkpoint is rebuilt as."""
+    kind = KINDS[config.dataset.kind]
+    return kind.build(config.model, config.dataset, shape).to(device, kind.dtype(config.trainer))
 
 
 # Builder parameters of the library only: the CLI trains unconditional densities, so the builder's default (no

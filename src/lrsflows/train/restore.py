@@ -8,7 +8,7 @@ import torch
 from ..config import Config, ConfigError, DatasetConfig, TrainerConfig, saved_model_config, typed, validate_choices
 from ..errors import RunError
 from . import checkpoint
-from .kinds import KINDS
+from .kinds import build_flow
 
 
 def trained_settings(path: str | Path, state: dict) -> Config:
@@ -33,14 +33,14 @@ def trained_settings(path: str | Path, state: dict) -> Config:
 def saved_shape(state: dict) -> tuple[int, ...] | None:
     """The shape of one example (features, or C, H, W) the checkpoint records; None for checkpoints of lrsflows
     before it recorded one."""
-    shape = state.get("data", {}).get("shape") if isinstance(state.get("data"), dict) else None
+    data = state.get("data")
+    shape = data.get("shape") if isinstance(data, dict) else None
     return tuple(shape) if isinstance(shape, list) and all(isinstance(size, int) for size in shape) else None
 
 
 def rebuild(path: str | Path, state: dict, trained: Config, shape: tuple[int, ...], device) -> torch.nn.Module:
     """The checkpoint's flow for examples of `shape`, weights loaded (after checking they fit), in eval mode."""
-    kind = KINDS[trained.dataset.kind]
-    flow = kind.build(trained.model, trained.dataset, shape).to(device, kind.dtype(trained.trainer))
+    flow = build_flow(trained, shape, device)
     checkpoint.ensure_fits(path, state, flow, checkpoint.EVALUATE)
     flow.load_state_dict(state["model"])
     return flow.eval()

@@ -28,7 +28,7 @@ from ..results.provenance import provenance
 from ..results.record import FAILURE_FILE, flatten
 from . import checkpoint, distributed, restore
 from .distributed import Process
-from .kinds import KINDS, RunData
+from .kinds import KINDS, RunData, build_flow
 from .logger import RunLogger
 from .trainer import Trainer
 
@@ -44,11 +44,6 @@ def seed_everything(seed: int) -> None:
 def load_data(dataset: DatasetConfig, data_dir: str, trainer: TrainerConfig, seed: int, process: Process) -> RunData:
     """The dataset's streams for this process (its share of every batch and split when there are several)."""
     return KINDS[dataset.kind].load(dataset, data_dir, trainer, seed, process)
-
-
-def build_flow(config: Config, data: RunData, device: torch.device) -> torch.nn.Module:
-    """The data kind's flow for `config.model`, on `device` in the data's floating type."""
-    return KINDS[config.dataset.kind].build(config.model, config.dataset, data.shape).to(device, data.dtype)
 
 
 def save_pictures(flow, config: Config, data: RunData, run_dir: Path, logger: RunLogger | None, step: int):
@@ -147,7 +142,7 @@ def _fit_and_score(config: Config, run_dir: Path, process: Process, last_path: P
     seed_everything(config.seed)
     kind = KINDS[config.dataset.kind]
     data = load_data(config.dataset, config.paths.data_dir, config.trainer, config.seed, process)
-    flow = build_flow(config, data, process.device)
+    flow = build_flow(config, data.shape, process.device)
     seed_everything(config.seed + process.rank)  # one model for all; each process its own noise and dropout
     checkpoint_dir = last_path.parent
     own = last_path.exists()
