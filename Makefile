@@ -49,9 +49,11 @@ $(BENCH_STAMP): $(STAMP) pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[bench]'
 	touch $(BENCH_STAMP)
 
-# Kernels, flows beside nflows and zuko, allocator, a step's parts, targets -> outputs/bench/report.md (~5 min, 2 idle cores).
+# Kernels, flows beside nflows and zuko, allocator, a step's parts, targets -> outputs/bench/report.md (~5 min, 2 idle
+# cores); then the paper presets' compiled step -> outputs/bench/compile.md (~5 min: two compilations per preset).
 bench: $(BENCH_STAMP)
 	$(BIN)/python scripts/bench.py --out outputs/bench/report.md
+	$(BIN)/python scripts/bench_compile.py --image-batch 32 --out outputs/bench/compile.md
 
 # The MAF archive (POWER, GAS, HEPMASS, MINIBOONE, BSDS300) from Zenodo into $(DATA_DIR), checked by MD5.
 data: $(STAMP)

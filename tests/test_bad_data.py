@@ -22,6 +22,7 @@ TINY_MINIBOONE = [
     "model.num_flow_steps=1",
     "model.hidden_features=8",
     "trainer.progress_bar=false",
+    "trainer.compile=false",
 ]
 SPLIT_FILES = ("train.npy", "val.npy", "test.npy")
 REDOWNLOAD = "delete it and re-download it with `make data`."

@@ -71,3 +71,17 @@ def test_peer_parameter_counts_agree_at_the_power_preset():
     lines = bench.check_parameter_counts(counts, sizes)  # asserts the 1% agreement and zuko's exact shortfall
     assert counts[bench.NFLOWS] == counts[bench.RQ_COUPLING]
     assert any("zuko RQ-NSF (C)" in line and "within 1%" in line for line in lines)
+
+
+def test_compiled_step_report_times_the_trainers_step_of_a_preset(tmp_path):
+    """scripts/bench_compile.py's eager row for the POWER preset (a compiled row costs a minute of compilation; the
+    compiled step itself is trained by test_choices' trainer.compile walk)."""
+    out = tmp_path / "compile.md"
+    command = [sys.executable, str(SCRIPTS / "bench_compile.py"), "--presets", "power", "--modes", "false"]
+    run = subprocess.run(
+        command + ["--steps", "1", "--threads", "1", "--out", out], capture_output=True, text=True, timeout=120
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    [row] = [line for line in out.read_text().splitlines() if line.startswith("| POWER LRS (C) |")]
+    cells = [cell.strip() for cell in row.strip("|").split("|")]
+    assert cells[1:3] == ["512", "false"] and float(cells[3]) > 0 and cells[5] == "1.00×"

@@ -15,6 +15,7 @@ import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import Enum
+from typing import Any
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, OmegaConf
@@ -184,9 +185,10 @@ class TrainerConfig:
     threads: int | None = count(None)
     sync_batchnorm: bool = False
     # fp32, fp64 (the whole model), or bf16/fp16 autocast of the conditioners (splines stay float32; fp16 adds a
-    # gradient scaler); torch.compile of the training step; deterministic algorithms where torch has them.
+    # gradient scaler); deterministic algorithms where torch has them.
     precision: Precision = Precision.fp32
-    compile: bool = False
+    # torch.compile of the training step: false, true, or a torch.compile mode by name (train/compiling.py).
+    compile: Any = choice(False, "lrsflows.train.compiling:COMPILE_MODES")
     deterministic: bool = False
 
 
@@ -236,8 +238,13 @@ def validate_choices(config: Config) -> None:
             value = getattr(section, spec.name)
             if "registry" in spec.metadata and value not in (names := choices_of(spec)):
                 raise ConfigError(
-                    f"{prefix}{spec.name}={value!r} is not one of the choices: {', '.join(map(str, names))}."
+                    f"{prefix}{spec.name}={value!r} is not one of the choices: {', '.join(map(_spelled, names))}."
                 )
+
+
+def _spelled(name) -> str:
+    """A choice as the command line spells it (booleans in lower case)."""
+    return str(name).lower() if isinstance(name, bool) else str(name)
 
 
 def validate_kind_settings(config: Config, given: Iterable[str] = ()) -> None:

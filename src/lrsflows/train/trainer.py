@@ -14,6 +14,7 @@ from tqdm import tqdm
 from ..config import Precision, TrainerConfig
 from ..errors import RunError, Stopped, signal_name
 from . import checkpoint, distributed
+from .compiling import compiled, uses_cuda_graphs
 from .distributed import Process
 from .evaluate import log_likelihoods
 from .logger import RunLogger
@@ -52,6 +53,7 @@ class Trainer:
         self.logger, self.record, self.process, self.pictures = logger, record, process, pictures
         self.bits_per_nat = 1 / (image_dimension * math.log(2)) if image_dimension else None
         self.model = _parallel_and_compiled(flow, settings, process)
+        self.cuda_graphs = uses_cuda_graphs(settings.compile) and process.device.type == "cuda"
         self.autocast_dtype = AUTOCAST_DTYPES.get(settings.precision)
         self.scaler = torch.amp.GradScaler(process.device.type, enabled=settings.precision == Precision.fp16)
         self.optimizer = adam(flow.parameters(), settings.lr)
@@ -163,6 +165,8 @@ class Trainer:
     def _update(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """One optimiser step, without a host sync: a non-finite loss or gradient skips the update on the device
         (fused Adam's found_inf; with fp16 the gradient scaler's own skip) and is remembered for `_check_finite`."""
+        if self.cuda_graphs:
+            torch.compiler.cudagraph_mark_step_begin()
         # Autocast covers the conditioner networks; the spline functions run in float32 whatever the context.
         with torch.autocast(self.process.device.type, self.autocast_dtype, enabled=self.autocast_dtype is not None):
             loss = -self.model(batch).mean() * (self.bits_per_nat or 1.0)
@@ -299,6 +303,4 @@ def _parallel_and_compiled(flow: torch.nn.Module, settings: TrainerConfig, proce
             model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
         device_ids = [process.device] if process.device.type == "cuda" else None
         model = DistributedDataParallel(model, device_ids=device_ids)
-    if settings.compile:
-        model = torch.compile(model)
-    return model
+    return compiled(model, settings.compile)
