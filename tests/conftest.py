@@ -1,7 +1,13 @@
 """Shared helpers for the transform and flow tests."""
 
+import os
+
 import pytest
 import torch
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # make test runs two pytest workers on this 2-core machine: one intra-op thread each, so they do not fight.
+    torch.set_num_threads(1)
 
 
 def perturb_(module: torch.nn.Module, scale: float = 0.3, seed: int = 0) -> torch.nn.Module:

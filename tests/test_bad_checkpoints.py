@@ -168,4 +168,6 @@ def test_resuming_refuses_another_runs_last_checkpoint_and_writes_nothing(case, 
     if case in FOUND_AFTER_START:
         assert "failure.json" in after.keys() - before.keys()
         after.pop("failure.json")
+        # run.log gains what the refused command said at its start (settings, model); its earlier lines stay.
+        assert after.pop("run.log")[0].startswith(before.pop("run.log")[0])
     assert after == before and not (run_dir / "results.json").exists()

@@ -4,6 +4,7 @@ traceback, and nothing on disk changed or half-written (settings, concurrency, s
 import json
 import os
 import re
+import shlex
 import signal
 import subprocess
 import time
@@ -274,7 +275,7 @@ def assert_nothing_half_written(folder: Path) -> None:
         (
             "full",
             "/.hydra/config.yaml (No space left on device); free space or make the folder writable, then "
-            "rerun the same command with trainer.resume=true to finish the run.",
+            "finish it with `python -m lrsflows experiment=toy2d ",
         ),
         ("ro", " (Read-only file system); choose a writable one with paths.output_dir=<folder>."),
     ],
@@ -287,13 +288,13 @@ def test_a_full_or_read_only_disk_at_the_start_is_one_sentence(disk_state, sente
     else:
         remount(disk, "ro")
     line = assert_one_sentence(lrsflows(*TINY, f"paths.output_dir={disk}/out", cwd=tmp_path, check=False))
-    assert line.endswith(sentence), line
+    assert sentence in line and line.endswith(("trainer.resume=true`.", "paths.output_dir=<folder>.")), line
     assert_nothing_half_written(disk)
 
 
 @pytest.mark.parametrize(
     "free_kib, unwritten",
-    # Measured on this TINY run: config 12 KiB, best.pt 20, last.pt 96 (at the last step), the picture 130,
+    # Measured on this TINY run: config 12 KiB, best.pt 20, last.pt 96 (at the last step), the picture 149,
     # then TensorBoard's figure 120 and results.json.
     [(64, "checkpoints/last.pt"), (180, "pictures/density_step0000020.png"), (300, "tensorboard")],
     ids=["checkpoint", "picture", "tensorboard"],
@@ -304,7 +305,8 @@ def test_a_disk_filling_up_during_training_is_one_sentence_naming_the_file(free_
     line = assert_one_sentence(lrsflows(*TINY, f"paths.output_dir={disk}/out", cwd=tmp_path, check=False))
     run = next(disk.rglob(".hydra")).parent
     assert f"could not write {run}/{unwritten} (No space left on device)" in line, line
-    assert line.endswith("then rerun the same command with trainer.resume=true to finish the run."), line
+    resume = shlex.join(["python", "-m", "lrsflows", *TINY, f"paths.output_dir={disk}/out", "trainer.resume=true"])
+    assert line.endswith(f"then finish it with `{resume}`."), line  # the exact command that continues it
     assert_nothing_half_written(disk)
 
 
@@ -328,7 +330,8 @@ def test_a_resumed_run_whose_disk_fills_again_or_turns_read_only_resumes_once_fr
         "No space left on device",
         "Read-only file system",
     ], lines
-    assert all(line.endswith("rerun the same command with trainer.resume=true to finish the run.") for line in lines)
+    resume = shlex.join(["python", "-m", "lrsflows", *settings, "trainer.resume=true"])
+    assert all(line.endswith(f"then finish it with `{resume}`.") for line in lines), lines
     remount(disk, "rw")
     run = run_dir_of(lrsflows(*settings, "trainer.resume=true", cwd=tmp_path))
     assert json.loads((run / "results.json").read_text())["steps"] == 40

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -124,6 +125,22 @@ def test_tensorboard_events_hold_the_shared_tags_and_pictures(trained_run):
     assert events.Scalars("lr")[-1].value == pytest.approx(0.0, abs=1e-12)  # cosine annealing to 0
     assert "density" in tags["images"]
     assert "hparam/test_log_likelihood" in tags["scalars"]
+    # One sign per split: train/log_prob is −train/loss (nats), on the chart val/log_prob is on.
+    train = {event.step: event.value for event in events.Scalars("train/log_prob")}
+    assert train == pytest.approx({event.step: -event.value for event in events.Scalars("train/loss")})
+
+
+def test_metrics_csv_holds_every_logged_scalar(trained_run):
+    """metrics.csv beside the events: the same (step, tag, value) rows, with TensorBoard's wall times."""
+    events = EventAccumulator(str(trained_run / "tensorboard"), size_guidance={"scalars": 0}).Reload()
+    rows = pd.read_csv(trained_run / "metrics.csv")
+    assert list(rows.columns) == ["step", "wall_time", "tag", "value"]
+    assert set(rows["tag"]) == set(events.Tags()["scalars"])
+    for tag, logged in rows.groupby("tag"):
+        scalars = events.Scalars(tag)
+        assert logged["step"].tolist() == [event.step for event in scalars], tag
+        assert logged["value"].tolist() == pytest.approx([event.value for event in scalars], rel=1e-6), tag
+        assert logged["wall_time"].tolist() == pytest.approx([event.wall_time for event in scalars], abs=1e-3)
 
 
 def test_eval_and_sample_tasks_use_the_checkpoint(trained_run, tmp_path):
@@ -185,6 +202,12 @@ def test_resume_after_a_kill_matches_an_uninterrupted_run(tmp_path):
     resumed_record = json.loads((resumed_dir / "results.json").read_text())
     for key in ("value", "error", "kl_gap", "best_step", "best_val"):
         assert whole_record[key] == resumed_record[key], key
+    # metrics.csv lost the rows the killed run logged after its last checkpoint: the same rows as the whole run's.
+    whole_rows, resumed_rows = (
+        pd.read_csv(folder / "metrics.csv").query("tag != 'steps_per_sec'").drop(columns="wall_time")
+        for folder in (whole_dir, resumed_dir)
+    )
+    pd.testing.assert_frame_equal(whole_rows, resumed_rows)
 
 
 def test_a_parallel_multirun_gives_each_job_its_share_of_the_cores(tmp_path):

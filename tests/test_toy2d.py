@@ -1,12 +1,25 @@
-"""The 2-D densities: seeded sampling, normalised exact log-densities, and samples that follow them."""
+"""The 2-D densities: seeded sampling, normalised exact log-densities, and samples that follow them; and the
+pictures of a 2-D flow trained on them."""
 
 import functools
 import math
+import re
 
+import numpy as np
 import pytest
+import test_choices
 import torch
+from PIL import Image
+from test_choices import compose_config
 
+import lrsflows
+from lrsflows.config import Task
 from lrsflows.data.toy2d import DENSITIES, density
+from lrsflows.train import tasks
+from lrsflows.train.kinds import publish
+from lrsflows.train.plots import BOUND, TICKS, density_figure, histogram_density
+
+trained_2d = test_choices.trained_2d  # the fixture: a two-step task=train run on the default 2-D density
 
 NAMES = list(DENSITIES)
 WITH_LOG_PROB = [name for name in NAMES if DENSITIES[name].has_log_prob]
@@ -149,3 +162,98 @@ def test_two_spirals_has_no_log_prob():
     assert not spirals.has_log_prob
     with pytest.raises(NotImplementedError, match="two_spirals has no closed-form log-density"):
         spirals.log_prob(torch.zeros(3, 2))
+
+
+# ---------------------------------------------------------------------------------- pictures of a trained flow
+
+
+def png(path) -> tuple[str, np.ndarray]:
+    """A PNG's title (its Title text) and pixels, read back from disk."""
+    with Image.open(path) as picture:
+        return picture.text["Title"], np.asarray(picture)
+
+
+def panels(figure) -> dict:
+    """The figure's picture panels by title (colour bars left out)."""
+    return {axis.get_title(): axis for axis in figure.axes if axis.get_label() != "<colorbar>"}
+
+
+def colour_bar_labels(figure) -> list[str]:
+    return [axis.get_ylabel() for axis in figure.axes if axis.get_label() == "<colorbar>"]
+
+
+def test_a_trained_runs_picture_names_dataset_model_best_step_and_test_score(trained_2d):
+    run_dir, record = trained_2d
+    assert record["pictures"] == [str(run_dir / "pictures" / "density_step0000002.png")]
+    title, pixels = png(record["pictures"][0])
+    assert title.startswith(
+        f"{record['dataset']} · LRS (C) · step {record['best_step']} of 2 (best validation) · "
+        f"test log likelihood {record['value']:.3f} ± "
+    ), title
+    assert f" · KL gap {record['kl_gap']:.3f} ± " in title and title.endswith(" nats"), title
+    assert pixels.shape[:2] == (420, 1540)  # four panels, two colour bars
+
+
+def test_the_densities_and_samples_share_one_colour_scale_beside_a_centred_difference(trained_2d):
+    run_dir, record = trained_2d
+    flow = lrsflows.load_flow(run_dir / "checkpoints" / "best.pt")
+    truth = density(record["dataset"])
+    figure = density_figure(flow, "a title", truth.log_prob, resolution=100, num_samples=20_000)
+    assert figure.get_suptitle() == "a title"
+    shown = panels(figure)
+    names = list(shown)
+    assert names[:2] == ["true density", "model density"] and names[3] == "model − true density", names
+    assert re.fullmatch(r"20,000 samples in (\d+)×\1 bins", names[2]), names[2]
+    assert colour_bar_labels(figure) == ["density", "model − true"]
+    images = [axis.images[0] for axis in shown.values()]
+    scales = {(image.norm.vmin, image.norm.vmax) for image in images[:3]}
+    assert len(scales) == 1 and next(iter(scales))[0] == 0 and next(iter(scales))[1] > 0, scales
+    difference = images[3]
+    assert difference.norm.vmin == -difference.norm.vmax > -math.inf and difference.cmap.name == "RdBu_r"
+    model, true = images[1].get_array(), images[0].get_array()
+    assert np.allclose(difference.get_array(), model - true)
+    assert all(list(axis.get_xticks()) == list(TICKS) == list(axis.get_yticks()) for axis in shown.values())
+
+
+def test_a_density_without_a_closed_form_is_pictured_without_truth_and_difference(trained_2d):
+    flow = lrsflows.load_flow(trained_2d[0] / "checkpoints" / "best.pt")
+    figure = density_figure(flow, "two_spirals", None, resolution=50, num_samples=1000)
+    assert list(panels(figure)) == ["model density", "1,000 samples in 20×20 bins"]
+    assert colour_bar_labels(figure) == ["density"]
+
+
+def test_the_sample_histogram_is_a_density_of_all_samples_with_y_up():
+    samples = torch.tensor([[3.9, -3.9], [3.9, -3.9], [-3.9, 3.9], [0.5, 0.5], [5.0, 0.0]] * 200)  # 1,000
+    estimate = histogram_density(samples, resolution=200)
+    bins = len(estimate)
+    assert estimate.shape == (20, 20)  # 2.5 samples a cell on average
+    cell_area = (2 * BOUND / bins) ** 2
+    assert estimate.sum() * cell_area * len(samples) == pytest.approx(800)  # the 200 at x = 5 lie outside
+    assert estimate[0, -1] * cell_area == pytest.approx(0.4) and estimate[-1, 0] * cell_area == pytest.approx(0.2)
+    assert histogram_density(torch.zeros(100_000, 2), resolution=200).shape == (200, 200)  # training's pictures
+
+
+def test_a_training_picture_names_the_step(trained_2d, tmp_path):
+    run_dir, record = trained_2d
+    path = run_dir / "checkpoints" / "best.pt"
+    config = compose_config({"task": Task.sample, "ckpt": path, "trainer.device": "cpu"})
+    [picture] = tasks.save_pictures(lrsflows.load_flow(path), config, None, tmp_path, None, 5)
+    assert picture == tmp_path / "pictures" / "density_step0000005.png"
+    assert png(picture)[0] == f"{config.dataset.name} · LRS (C) · step 5"
+
+
+def test_task_sample_pictures_the_n_samples_it_saved_at_their_temperature(trained_2d, tmp_path):
+    run_dir, record = trained_2d
+    path = run_dir / "checkpoints" / "best.pt"
+    config = compose_config({"task": Task.sample, "ckpt": path, "n": 300, "temperature": 0.5, "trainer.device": "cpu"})
+    samples = torch.from_numpy(np.load(tasks.sample(config, tmp_path)))
+    title, pixels = png(tmp_path / "pictures" / "samples_n300_T0.5.png")
+    assert title == f"{record['dataset']} · LRS (C) · step {record['best_step']} · n = 300 · T = 0.5"
+    # The picture is exactly the figure of samples.npy's samples: a fresh draw would show another histogram.
+    figure = density_figure(lrsflows.load_flow(path), title, density(record["dataset"]).log_prob, samples=samples)
+    assert np.array_equal(png(publish(figure, tmp_path / "again.png", None, "density", 0))[1], pixels)
+    histogram = next(axis for name, axis in panels(figure).items() if name.startswith("300 samples in "))
+    estimate = histogram.images[0].get_array()
+    assert (abs(samples) < BOUND).all() and estimate.sum() * 300 * (2 * BOUND / len(estimate)) ** 2 == pytest.approx(
+        300
+    )

@@ -3,6 +3,9 @@
 import hashlib
 import logging
 import os
+import shlex
+import signal
+import sys
 from datetime import datetime
 from pathlib import Path
 from typing import NoReturn
@@ -13,6 +16,7 @@ from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
+from . import stop_request
 from .config import (
     ConfigError,
     Task,
@@ -25,7 +29,18 @@ from .config import (
 )
 from .data.errors import DataError
 from .data.specs import data_kind
-from .errors import RunError, Stopped, WriteError, fail, signal_name, stop_on_signals, stopped
+from .errors import (
+    RunError,
+    Stopped,
+    WriteError,
+    continue_with,
+    fail,
+    resume_advice,
+    signal_name,
+    stop_on_signals,
+    stopped,
+)
+from .sweep import FAILED, SKIPPED, STOPPED, continuing_command_of, stop_file
 
 # The Hydra configs: lrsflows/conf in an installed wheel (setup.py copies them there), else the checkout's conf/
 # beside src/ (an editable install).
@@ -94,7 +109,37 @@ OmegaConf.register_new_resolver("lrsflows.data_kind", data_kind, replace=True)
 
 
 @hydra.main(config_path=CONFIG_DIR, config_name="config", version_base="1.3")
-def main(config: DictConfig) -> None:
+def main(config: DictConfig) -> str | None:
+    """One run, or one job of a multirun: a job that fails says why in its sentence and the sweep goes on to list
+    it at the end (sweep.SweepProgress); a job stopped by a signal asks the whole sweep to stop; a job of a
+    stopping sweep, or a finished run asked to resume, is skipped. Returns the job's outcome for the sweep
+    (sweep.SKIPPED, STOPPED, FAILED; None: it finished)."""
+    if HydraConfig.get().mode != RunMode.MULTIRUN:
+        resumed = [argument for argument in sys.argv[1:] if not argument.startswith("trainer.resume=")]
+        continue_with(shlex.join(["python", "-m", "lrsflows", *resumed, "trainer.resume=true"]))
+        return _run(config)
+    sweep_dir = Path(HydraConfig.get().sweep.dir)
+    continue_with(continuing_command_of(sweep_dir))
+    stop_path = stop_file(sweep_dir)
+    if stop_request.requested(stop_path) is not None:
+        log.info("skipped: the sweep is stopping")
+        return SKIPPED
+    handlers = {number: signal.getsignal(number) for number in (signal.SIGTERM, signal.SIGINT)}
+    os.environ[stop_request.VARIABLE] = str(stop_path)
+    try:
+        return _run(config)
+    except SystemExit as error:  # its sentence is printed; a signal's exit status (128 + n) stops the sweep
+        if isinstance(error.code, int) and error.code > 128:
+            stop_request.request(stop_path, error.code - 128)
+            return STOPPED
+        return FAILED
+    finally:
+        os.environ.pop(stop_request.VARIABLE)
+        for number, handler in handlers.items():
+            signal.signal(number, handler)
+
+
+def _run(config: DictConfig) -> str | None:
     """Check the settings, then run the task; every error a user can cause ends as one sentence and exit 1.
 
     Hydra itself writes nothing into the run dir (hydra.output_subdir is null): the job's config files are
@@ -137,6 +182,9 @@ def main(config: DictConfig) -> None:
                 log.info("samples: %s", tasks.sample(settings, output))
                 return
         else:
+            if settings.trainer.resume and (output / "results.json").exists():
+                log.info("%s has finished (results.json): skipped", output)
+                return SKIPPED
             with files.locked(output, held=distributed.is_launching_process()):
                 tasks.refuse_to_overwrite(settings, output)
                 _save_job_config(config, output)
@@ -195,7 +243,7 @@ def _worker_failed(error, devices: int) -> NoReturn:
         raise SystemExit(failure.exitcode or 1)
     fail(
         f"training process {rank} of {devices} was killed by {signal_name(-failure.exitcode)} and the others were "
-        "stopped; rerun the same command with trainer.resume=true to continue from checkpoints/last.pt."
+        f"stopped; {resume_advice()} (it continues from checkpoints/last.pt)."
     )
 
 
@@ -207,7 +255,10 @@ def _say_stopped(number: int) -> NoReturn:
 
 def _save_job_config(config: DictConfig, output: Path) -> None:
     """What Hydra would write to <run dir>/.hydra (the job's config, Hydra's config and the command's overrides),
-    and from now on what the run says, also in <run dir>/run.log."""
+    and from now on what the run says, also in <run dir>/run.log, starting with its settings resolved (the data root
+    and data kind as this run reads them), in a compact YAML that fits on one screen."""
+    import yaml
+
     from .files import write_atomically
 
     hydra_config = HydraConfig.get()
@@ -221,6 +272,8 @@ def _save_job_config(config: DictConfig, output: Path) -> None:
     handler = _RunLogHandler(output / RUN_LOG, encoding="utf-8", delay=True)
     handler.setFormatter(logging.Formatter("[%(asctime)s][%(name)s][%(levelname)s] - %(message)s"))
     logging.getLogger().addHandler(handler)
+    settings = OmegaConf.to_container(config, resolve=True, enum_to_str=True)
+    log.info("settings:\n%s", yaml.safe_dump(settings, sort_keys=False, default_flow_style=None, width=110).rstrip())
 
 
 class _RunLogHandler(logging.FileHandler):

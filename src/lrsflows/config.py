@@ -194,6 +194,9 @@ class TrainerConfig:
 
 @dataclass
 class Config:
+    """Every setting of a run. The defaults are what every preset starts from (the paper's tabular sizes); a command
+    without experiment= gets conf/experiment/toy2d.yaml on top of them (conf/config.yaml's defaults list)."""
+
     task: Task = Task.train
     seed: int = 0
     ckpt: str | None = None
@@ -262,7 +265,11 @@ def validate_kind_settings(config: Config, given: Iterable[str] = ()) -> None:
             if key in given:
                 remedy = f"leave {key} out"
             elif value != spec.default:
-                remedy = f"it comes from a preset for {' or '.join(kinds)} data; choose a dataset of that kind"
+                remedy = (
+                    f"it comes from the experiment= preset (experiment=toy2d when none is given), one for "
+                    f"{' or '.join(kinds)} data; choose a dataset of that kind, or a preset for {kind} data "
+                    "(--help lists them)"
+                )
             else:
                 continue
             raise ConfigError(

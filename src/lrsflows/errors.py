@@ -9,8 +9,21 @@ class RunError(Exception):
     """A run cannot go on (bad checkpoint, diverged loss, unwritable output); the CLI prints it and exits 1."""
 
 
-# What ends the advice when a training run was cut short: it goes on from its checkpoints.
-RESUME = "rerun the same command with trainer.resume=true to finish the run"
+# The exact command that continues the run or sweep this process serves, once the CLI has set it (continue_with);
+# a library caller gets the general advice.
+_resume_command: str | None = None
+
+
+def continue_with(command: str) -> None:
+    global _resume_command
+    _resume_command = command
+
+
+def resume_advice() -> str:
+    """What ends the advice when a training run was cut short: it goes on from its checkpoints."""
+    if _resume_command is None:
+        return "rerun the same command with trainer.resume=true to finish the run"
+    return f"finish it with `{_resume_command}`"
 
 
 class WriteError(RunError):
@@ -23,7 +36,7 @@ class WriteError(RunError):
         super().__init__(self.advice(training=False))
 
     def advice(self, training: bool) -> str:
-        return f"{self.problem}, then {RESUME if training else 'rerun the command'}."
+        return f"{self.problem}, then {resume_advice() if training else 'rerun the command'}."
 
 
 class Stopped(BaseException):
@@ -43,7 +56,7 @@ def signal_name(number: int) -> str:
 
 def stopped(number: int, task: str) -> Stopped:
     """The stop by signal `number` of a `task` that had not finished, with what to do about it."""
-    advice = f"{RESUME}." if task == "train" else "its results were not written; rerun the command."
+    advice = f"{resume_advice()}." if task == "train" else "its results were not written; rerun the command."
     return Stopped(number, f"stopped by {signal_name(number)} before the {task} task finished; {advice}")
 
 

@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
 
-from .errors import RunError, WriteError
+from .errors import RunError, WriteError, resume_advice
 
 
 def write_atomically(path: Path, write: Callable[[BinaryIO], None]) -> None:
@@ -70,7 +70,7 @@ def locked(folder: Path, held: bool = True) -> Iterator[None]:
         except BlockingIOError:
             raise RunError(
                 f"another process is already running in {folder} (the same command started twice); "
-                "wait for it to finish or stop it, then rerun with trainer.resume=true if it did not finish."
+                f"wait for it to finish, or stop it and {resume_advice()}."
             ) from None
         yield
     finally:

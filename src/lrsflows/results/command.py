@@ -10,7 +10,32 @@ import logging
 import sys
 from pathlib import Path
 
-from . import aggregate, collect, render_markdown, write_tables
+from . import Collection, aggregate, collect, render_markdown, write_tables
+
+
+class NothingToTabulate(Exception):
+    """No finished training run under the folder: str() says what to do; `listing` is the Markdown list of the
+    runs without results (empty when there are none)."""
+
+    def __init__(self, runs: Path, listing: str):
+        self.listing = listing
+        super().__init__(
+            f"{listing + chr(10) if listing else ''}no finished training run's results.json under {runs}; train "
+            "first, e.g. `python -m lrsflows dataset=miniboone model=lrs`, then run this on the folder holding the runs."
+        )
+
+
+def tabulate(runs: Path, out: Path | None = None) -> tuple[str, Collection]:
+    """The Markdown tables of every training run under `runs` (and the runs without results), written as
+    Markdown, LaTeX and CSV to `out` (default: runs/tables): what `lrsflows-tables` prints, and a sweep's summary.
+    Raises FileNotFoundError for a missing folder, NothingToTabulate (with the unfinished runs' listing, if any)."""
+    collection = collect(runs)
+    summary = aggregate(collection.runs)
+    if summary.empty:
+        raise NothingToTabulate(runs, render_markdown(summary, collection) if not collection.incomplete.empty else "")
+    written = write_tables(summary, out or runs / "tables", collection)
+    text = render_markdown(summary, collection) + "\n\n" + "\n".join(f"wrote {path}" for path in written)
+    return text, collection
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -21,21 +46,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", metavar="OUT", type=Path, help="where the tables go (default: DIR/tables)")
     args = parser.parse_args(argv)
     try:
-        collection = collect(args.runs)
-    except FileNotFoundError as error:
+        text, _ = tabulate(args.runs, args.out)
+    except (FileNotFoundError, NothingToTabulate) as error:
         sys.exit(str(error))
-    summary = aggregate(collection.runs)
-    if summary.empty:
-        if not collection.incomplete.empty:
-            print(render_markdown(summary, collection))
-        sys.exit(
-            f"no finished training run's results.json under {args.runs}; train first, e.g. "
-            "`python -m lrsflows dataset=miniboone model=lrs`, then run this on the folder holding the runs."
-        )
-    print(render_markdown(summary, collection))
-    print()
-    for path in write_tables(summary, args.out or args.runs / "tables", collection):
-        print(f"wrote {path}")
+    print(text)
 
 
 if __name__ == "__main__":

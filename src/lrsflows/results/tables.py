@@ -121,7 +121,7 @@ def write_tables(summary: pd.DataFrame, out_dir: Path, collection: Collection | 
 
 def _paper_layout_table(summary: pd.DataFrame, name: str, extra_notes: tuple[str, ...]) -> Table:
     titles = {name: spec.title for name, spec in DATASETS.items()}
-    ours = _labelled(summary).assign(dataset=lambda frame: frame["dataset"].replace(titles), source=OURS)
+    ours = labelled(summary).assign(dataset=lambda frame: frame["dataset"].replace(titles), source=OURS)
     paper = paper_frame().query("dataset in @ours.dataset")
     paper = paper.assign(row=row_labels(paper["model_label"], paper["arch"]), variant="")
     verified, unverified = paper[paper["verified"]], paper[~paper["verified"]]
@@ -152,7 +152,7 @@ TOY2D_DECIMALS = 3  # KL gaps of good 2-D fits are a few thousandths of a nat
 
 
 def _toy2d_table(summary: pd.DataFrame, name: str, extra_notes: tuple[str, ...]) -> Table:
-    ours = _labelled(summary).sort_values("dataset", kind="stable").reset_index(drop=True).assign(source=OURS)
+    ours = labelled(summary).sort_values("dataset", kind="stable").reset_index(drop=True).assign(source=OURS)
     for measure in MEASURE_ERRORS:
         ours[f"{measure}_cell"] = _measure_cells(ours, measure, TOY2D_DECIMALS)
     ours["cell"] = ours["value_cell"]
@@ -179,7 +179,7 @@ def _notes(base: str, citations: str, ours: pd.DataFrame, extra_notes: tuple[str
     return " ".join(part for part in [base, citations, *differing, *extra_notes] if part)
 
 
-def _labelled(summary: pd.DataFrame) -> pd.DataFrame:
+def labelled(summary: pd.DataFrame) -> pd.DataFrame:
     """Our runs with the paper's labels ("LRS (C)"): coupling before autoregressive, then the element-wise
     families in registry order (LRS, RQ-NSF, Q-NSF, ..., Affine); a family the registry lacks keeps its name."""
     families = elementwise_families()
@@ -212,7 +212,7 @@ def _tidy(frame: pd.DataFrame) -> pd.DataFrame:
     return frame.dropna(axis=1, how="all").reset_index(drop=True)
 
 
-def _with_error(value: float, error: float, decimals: int = 2) -> str:
+def with_error(value: float, error: float, decimals: int = 2) -> str:
     """ "value ± error" at the paper's two decimals (2-D tables: three); no ± where there is no error bar, blank where no value.
 
     An error bar too small for those decimals keeps one significant digit (bits/dim errors are ~0.001), so it never
@@ -230,12 +230,12 @@ def _with_error(value: float, error: float, decimals: int = 2) -> str:
 
 def _measure_cells(ours: pd.DataFrame, measure: str, decimals: int) -> pd.Series:
     errors = ours[MEASURE_ERRORS[measure]]
-    cells = [_with_error(value, error, decimals) for value, error in zip(ours[measure], errors)]
+    cells = [with_error(value, error, decimals) for value, error in zip(ours[measure], errors)]
     return pd.Series(cells, index=ours.index)
 
 
 def _paper_layout_cell(row: pd.Series) -> str:
-    text = _with_error(row["value"], row["error"])
+    text = with_error(row["value"], row["error"])
     if row["source"] != OURS:
         return text
     remarks = [f"n={row['num_seeds']:.0f}" + (", test-set ±" if row["num_seeds"] == 1 else "")]

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
+from matplotlib.figure import Figure
 
 from ..config import Config, DatasetConfig, ModelConfig, Precision, TrainerConfig
 from ..data.dequantization import to_display
@@ -26,11 +26,12 @@ from . import distributed
 from .batches import ImageBatches, TensorBatches, dequantized_batches, tensor_batches
 from .distributed import Process
 from .evaluate import Estimate, log_likelihoods, per_example
-from .image_pictures import reconstruction, sample_grids
+from .image_pictures import grid_figure, readable_grid, reconstruction, sample_grids
 from .logger import RunLogger
 from .plots import density_figure
 
 RECONSTRUCTED_IMAGES = 8
+SHOWN_SAMPLES = 256  # the most of task=sample's images one grid shows
 
 
 @dataclasses.dataclass
@@ -50,6 +51,23 @@ class RunData:
     test: Callable[[], Iterable[torch.Tensor]]
     true_log_prob: Callable[[torch.Tensor], torch.Tensor] | None = None
     val_indices: np.ndarray | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Drawn:
+    """What task=sample drew: its samples as samples.npy holds them, and the temperature they were drawn at."""
+
+    samples: torch.Tensor
+    temperature: float
+
+    @property
+    def label(self) -> str:
+        return f"n = {len(self.samples)} · T = {self.temperature}"
+
+    @property
+    def name(self) -> str:
+        """The picture's file name without suffix: samples_n300_T0.5."""
+        return f"samples_n{len(self.samples)}_T{self.temperature}"
 
 
 class Vectors:
@@ -117,9 +135,20 @@ class Vectors:
             )
         return record
 
-    def pictures(self, flow, dataset: DatasetConfig, folder: Path, logger: RunLogger | None, step: int, data=None):
-        """The kind's pictures as PNGs in `folder` (and TensorBoard when a logger is given); `data` (a training
-        run's RunData) only where a picture needs real examples. Tabular data has none."""
+    def pictures(
+        self,
+        flow,
+        dataset: DatasetConfig,
+        folder: Path,
+        logger: RunLogger | None,
+        step: int,
+        title: str,
+        data: RunData | None = None,
+        drawn: Drawn | None = None,
+    ) -> list[Path]:
+        """The kind's pictures as PNGs in `folder` (and TensorBoard when a logger is given), each titled `title`
+        and what it shows; `data` (a training run's RunData) only where a picture needs real examples; `drawn`:
+        task=sample's samples, pictured instead of fresh ones. Tabular data has none."""
         return []
 
     def displayed(self, samples: torch.Tensor, dataset: DatasetConfig) -> torch.Tensor:
@@ -134,14 +163,26 @@ class Generated(Vectors):
     name = "toy2d"
     table = "toy2d"
 
-    def pictures(self, flow, dataset: DatasetConfig, folder: Path, logger: RunLogger | None, step: int, data=None):
+    def pictures(
+        self,
+        flow,
+        dataset: DatasetConfig,
+        folder: Path,
+        logger: RunLogger | None,
+        step: int,
+        title: str,
+        data: RunData | None = None,
+        drawn: Drawn | None = None,
+    ) -> list[Path]:
         source = density(dataset.name)
-        figure = density_figure(flow, source.log_prob if source.has_log_prob else None)
-        path = folder / f"density_step{step:07d}.png"
-        write_atomically(path, lambda handle: figure.savefig(handle, format="png", dpi=100))
-        if logger is not None:
-            logger.figure("density", figure, step)
-        return [path]
+        figure = density_figure(
+            flow,
+            f"{title} · {drawn.label}" if drawn else title,
+            source.log_prob if source.has_log_prob else None,
+            samples=drawn.samples if drawn else None,
+        )
+        name = drawn.name if drawn else f"density_step{step:07d}"
+        return [publish(figure, folder / f"{name}.png", logger, "density", step)]
 
 
 class Images:
@@ -202,21 +243,40 @@ class Images:
             "num_test": result.count,
         }
 
-    def pictures(self, flow, dataset: DatasetConfig, folder: Path, logger: RunLogger | None, step: int, data=None):
-        """Sample grids at three temperatures and, during training, a reconstruction check of validation images."""
-        pictures = {f"samples/temperature_{t}": grid for t, grid in sample_grids(flow, dataset.num_bits).items()}
+    def pictures(
+        self,
+        flow,
+        dataset: DatasetConfig,
+        folder: Path,
+        logger: RunLogger | None,
+        step: int,
+        title: str,
+        data: RunData | None = None,
+        drawn: Drawn | None = None,
+    ) -> list[Path]:
+        """Sample grids at three temperatures and, during training, a reconstruction check of validation images;
+        for task=sample one grid of its samples (the first SHOWN_SAMPLES)."""
+        if drawn is not None:
+            shown = drawn.samples[:SHOWN_SAMPLES]
+            cap = f" (first {len(shown)} shown)" if len(shown) < len(drawn.samples) else ""
+            figure = grid_figure(readable_grid(shown), f"{title} · {drawn.label}{cap}")
+            return [publish(figure, folder / f"{drawn.name}.png", logger, "samples", step)]
+        pictures = {
+            f"samples/temperature_{t}": (grid, f"{title} · T = {t}")
+            for t, grid in sample_grids(flow, dataset.num_bits).items()
+        }
         if logger is not None and data is not None:
             fixed_batch = next(iter(data.validation()))[:RECONSTRUCTED_IMAGES]
-            pictures["reconstruction"], error = reconstruction(flow, fixed_batch, dataset.num_bits)
+            grid, error = reconstruction(flow, fixed_batch, dataset.num_bits)
+            caption = f"{title} · reconstruction: images (top), x → z → x (bottom), largest error {error:.0e}"
+            pictures["reconstruction"] = (grid, caption)
             logger.scalars(step, {"val/reconstruction_error": error})
-        paths = []
-        for tag, grid in pictures.items():
-            path = folder / f"{tag.replace('/', '_')}_step{step:07d}.png"
-            write_png(path, grid)
-            paths.append(path)
-            if logger is not None:
-                logger.image(tag, grid, step)
-        return paths
+        return [
+            publish(
+                grid_figure(grid, caption), folder / f"{tag.replace('/', '_')}_step{step:07d}.png", logger, tag, step
+            )
+            for tag, (grid, caption) in pictures.items()
+        ]
 
     def displayed(self, samples: torch.Tensor, dataset: DatasetConfig) -> torch.Tensor:
         return to_display(samples, dataset.num_bits)
@@ -244,11 +304,14 @@ def from_config(builder: Callable, model: ModelConfig, first, **given) -> torch.
     return builder(first, **given, **values)
 
 
-def write_png(path: Path, grid: torch.Tensor) -> None:
-    """A uint8 (C, H, W) picture as PNG (grey for one channel)."""
-    array = grid.permute(1, 2, 0).numpy()
-    picture = Image.fromarray(array[:, :, 0] if array.shape[2] == 1 else array)
-    write_atomically(path, lambda handle: picture.save(handle, format="png"))
+def publish(figure: Figure, path: Path, logger: RunLogger | None, tag: str, step: int) -> Path:
+    """`figure` as a PNG at `path`, its title also in the PNG's Title text (alt text for a report), and in
+    TensorBoard under `tag` when a logger is given."""
+    metadata = {"Title": figure.get_suptitle()}
+    write_atomically(path, lambda handle: figure.savefig(handle, format="png", dpi="figure", metadata=metadata))
+    if logger is not None:
+        logger.figure(tag, figure, step)
+    return path
 
 
 # The data kinds by the name dataset.kind gives (the name each dataset's spec, or a generated density, has).

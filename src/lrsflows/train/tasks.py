@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 
 from ..config import (
@@ -24,12 +25,16 @@ from ..config import (
 from ..data.errors import DataError
 from ..errors import RunError, Stopped, WriteError, fail
 from ..files import write_atomically, write_json
+from ..results.paper import row_labels
 from ..results.provenance import provenance
-from ..results.record import FAILURE_FILE, flatten
+from ..results.record import FAILURE_FILE
+from ..results.tables import with_error
+from ..transforms.elementwise import elementwise_families
 from . import checkpoint, distributed, restore
 from .distributed import Process
-from .kinds import KINDS, RunData, build_flow
+from .kinds import KINDS, Drawn, RunData, build_flow
 from .logger import RunLogger
+from .summary import defining_settings, final_metrics, model_summary
 from .trainer import Trainer
 
 log = logging.getLogger(__name__)
@@ -46,9 +51,33 @@ def load_data(dataset: DatasetConfig, data_dir: str, trainer: TrainerConfig, see
     return KINDS[dataset.kind].load(dataset, data_dir, trainer, seed, process)
 
 
-def save_pictures(flow, config: Config, data: RunData, run_dir: Path, logger: RunLogger | None, step: int):
-    """The data kind's pictures as PNGs in <run dir>/pictures (and TensorBoard when a logger is given)."""
-    return KINDS[config.dataset.kind].pictures(flow, config.dataset, run_dir / "pictures", logger, step, data)
+def save_pictures(
+    flow,
+    config: Config,
+    data: RunData | None,
+    run_dir: Path,
+    logger: RunLogger | None,
+    step: int,
+    record: dict | None = None,
+    drawn: Drawn | None = None,
+) -> list[Path]:
+    """The data kind's pictures as PNGs in <run dir>/pictures (and TensorBoard when a logger is given), titled so a
+    report can show them alone: dataset, model as the tables name it ("LRS (C)"), step and, given a finished
+    run's `record`, the step of its best checkpoint (the one pictured) and its test score."""
+    family = elementwise_families()[config.model.family].label
+    parts = [config.dataset.name, row_labels(pd.Series([family]), pd.Series([config.model.arch])).item()]
+    if record is None:
+        parts.append(f"step {step}")
+    else:
+        metric = record["metric"].removeprefix("test_").replace("_", " ")
+        parts += [
+            f"step {record['best_step']} of {record['steps']} (best validation)",
+            f"test {metric} {with_error(record['value'], record['error'], 3)} {record['unit']}",
+        ]
+        if record.get("kl_gap") is not None:
+            parts.append(f"KL gap {with_error(record['kl_gap'], record['kl_gap_error'], 3)} nats")
+    kind = KINDS[config.dataset.kind]
+    return kind.pictures(flow, config.dataset, run_dir / "pictures", logger, step, " · ".join(parts), data, drawn)
 
 
 def train(config: Config, run_dir: Path) -> dict | None:
@@ -143,6 +172,8 @@ def _fit_and_score(config: Config, run_dir: Path, process: Process, last_path: P
     kind = KINDS[config.dataset.kind]
     data = load_data(config.dataset, config.paths.data_dir, config.trainer, config.seed, process)
     flow = build_flow(config, data.shape, process.device)
+    if process.is_main:
+        log.info("%s", model_summary(flow))
     seed_everything(config.seed + process.rank)  # one model for all; each process its own noise and dropout
     checkpoint_dir = last_path.parent
     own = last_path.exists()
@@ -184,14 +215,10 @@ def _fit_and_score(config: Config, run_dir: Path, process: Process, last_path: P
             "wall_time_s": trainer.elapsed,
             "processes": process.world_size,
         }
-        pictures = save_pictures(flow, config, data, run_dir, logger, trainer.step)
+        pictures = save_pictures(flow, config, data, run_dir, logger, trainer.step, record)
         if pictures:
             record["pictures"] = [str(path) for path in pictures]
-        logger.hparams(
-            {key: value for key, value in flatten(plain(config)).items() if value is not None},
-            {f"hparam/{record['metric']}": record["value"]}
-            | ({"hparam/kl_gap": record["kl_gap"]} if record.get("kl_gap") is not None else {}),
-        )
+        logger.hparams(defining_settings(config), final_metrics(record))
     except BaseException:
         if logger is not None:
             logger.close(raising=False)
@@ -216,6 +243,7 @@ def _restore(config: Config, with_data: bool) -> tuple[dict, Config, torch.nn.Mo
         data = load_data(trained.dataset, config.paths.data_dir, trained.trainer, trained.seed, process)
         shape = data.shape
     flow = restore.rebuild(config.ckpt, state, trained, shape, process.device)
+    log.info("%s", model_summary(flow))
     return state, trained, flow, data, process
 
 
@@ -237,7 +265,8 @@ def evaluate(config: Config, run_dir: Path) -> dict:
 
 @torch.no_grad()
 def sample(config: Config, run_dir: Path) -> Path:
-    """Draw n samples at `temperature` from a checkpoint into samples.npy (display pixels for images), plus pictures."""
+    """Draw n samples at `temperature` from a checkpoint into samples.npy (display pixels for images), and
+    picture those very samples in <run dir>/pictures/samples_n{n}_T{temperature}.png."""
     seed_everything(config.seed)
     state, trained, flow, _, _ = _restore(config, with_data=False)
     chunks, remaining = [], config.n
@@ -249,5 +278,5 @@ def sample(config: Config, run_dir: Path) -> Path:
     samples = kind.displayed(torch.cat(chunks), trained.dataset)
     path = run_dir / "samples.npy"
     write_atomically(path, lambda handle: np.save(handle, samples.numpy()))
-    kind.pictures(flow, trained.dataset, run_dir / "pictures", None, state["step"])
+    save_pictures(flow, trained, None, run_dir, None, state["step"], drawn=Drawn(samples, config.temperature))
     return path

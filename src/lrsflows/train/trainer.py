@@ -1,6 +1,7 @@
 """The training loop: Adam, cosine annealing to 0, gradient-norm clipping, validation, best and last checkpoints."""
 
 import contextlib
+import logging
 import math
 import signal
 import time
@@ -11,14 +12,16 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
+from .. import stop_request
 from ..config import Precision, TrainerConfig
-from ..errors import RunError, Stopped, signal_name
+from ..errors import RunError, Stopped, resume_advice, signal_name
 from . import checkpoint, distributed
 from .compiling import compiled, uses_cuda_graphs
 from .distributed import Process
 from .evaluate import log_likelihoods
 from .logger import RunLogger
 
+log = logging.getLogger(__name__)
 AUTOCAST_DTYPES = {Precision.bf16: torch.bfloat16, Precision.fp16: torch.float16}
 
 
@@ -129,6 +132,7 @@ class Trainer:
                     self._log(
                         {
                             "train/loss": loss.item(),
+                            **self._log_likelihood("train", loss.item()),
                             "lr": self.scheduler.get_last_lr()[0],
                             "grad_norm": grad_norm.item(),
                             "steps_per_sec": window_steps / (now - window_start),
@@ -153,7 +157,7 @@ class Trainer:
                     raise Stopped(
                         self.stop_signal,
                         f"stopped by {signal_name(self.stop_signal)} at step {self.step}; {self.last_path} holds it — "
-                        "rerun the same command with trainer.resume=true to continue.",
+                        f"{resume_advice()}.",
                     )
         bar.close()
         self.elapsed = time.perf_counter() - started
@@ -207,19 +211,31 @@ class Trainer:
         if self.logger is not None:
             self.logger.scalars(self.step, values)
 
+    def _log_likelihood(self, split: str, loss: float) -> dict[str, float]:
+        """A split's mean log-likelihood per example in nats (+, higher is better) from its loss, and for images
+        also in bits/dim: one sign per tag, so train and validation share a chart."""
+        values = {f"{split}/log_prob": -loss / (self.bits_per_nat or 1.0)}
+        return values | ({f"{split}/bits_per_dim": loss} if self.bits_per_nat else {})
+
     def _validate(self) -> None:
         values = distributed.gather(log_likelihoods(self.flow, self.validation()), self.process)
         score = values.mean().item()
-        self._log(
-            {"val/log_prob": score} | ({"val/bits_per_dim": -score * self.bits_per_nat} if self.bits_per_nat else {})
-        )
-        if score > self.best_val:
+        self._log(self._log_likelihood("val", -score * (self.bits_per_nat or 1.0)))
+        improved = score > self.best_val
+        if improved:
             self.best_val, self.best_step = score, self.step
-            if self.process.is_main:
-                checkpoint.save(
-                    {**self.record, "step": self.step, "val_log_prob": score, "model": self.flow.state_dict()},
-                    self.best_path,
-                )
+        if not self.process.is_main:
+            return
+        if improved:
+            checkpoint.save(
+                {**self.record, "step": self.step, "val_log_prob": score, "model": self.flow.state_dict()},
+                self.best_path,
+            )
+        if not self.settings.progress_bar:  # the progress of a sweep's job or a batch job, in its log
+            log.info(
+                "step %d/%d: validation log-likelihood %.4f (best %.4f at step %d)",
+                *(self.step, self.settings.max_steps, score, self.best_val, self.best_step),
+            )
 
     def _save_last(self) -> None:
         rng = distributed.gather_objects(checkpoint.rng_state(), self.process)
@@ -260,6 +276,8 @@ class Trainer:
 
     def _signalled(self) -> bool:
         """Whether any process was signalled; all processes agree, so they stop at the same step."""
+        if self.stop_signal is None:
+            self.stop_signal = stop_request.requested()  # a sweep's stop, asked through a file
         anyone = distributed.any_process(self.stop_signal is not None, self.process)
         if anyone and self.stop_signal is None:
             self.stop_signal = signal.SIGTERM  # another process was signalled; torchrun signals them all

@@ -1,0 +1,24 @@
+"""A stop asked of a job through a file rather than a signal: a sweep's launcher writes it once and every job of
+the sweep, in whatever process it runs, stops as if it had been sent that signal (the training loop after its
+step, with last.pt written)."""
+
+import os
+import signal
+from pathlib import Path
+
+from .errors import signal_name
+
+# The file a job polls: set by the CLI for the jobs of a multirun, inherited by their data-parallel processes.
+VARIABLE = "LRSFLOWS_STOP_FILE"
+
+
+def request(path: Path, number: int) -> None:
+    path.write_text(f"{signal_name(number)}\n")
+
+
+def requested(path: Path | None = None) -> int | None:
+    """The signal number the stop was requested with (the file at `path`, else the one VARIABLE names), or None."""
+    path = path or (Path(os.environ[VARIABLE]) if os.environ.get(VARIABLE) else None)
+    if path is None or not path.exists():
+        return None
+    return signal.Signals[path.read_text().strip()].value
