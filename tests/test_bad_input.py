@@ -7,6 +7,7 @@ import re
 import shlex
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -275,7 +276,7 @@ def assert_nothing_half_written(folder: Path) -> None:
         (
             "full",
             "/.hydra/config.yaml (No space left on device); free space or make the folder writable, then "
-            "finish it with `python -m lrsflows experiment=toy2d ",
+            f"finish it with `{sys.executable} -m lrsflows experiment=toy2d ",
         ),
         ("ro", " (Read-only file system); choose a writable one with paths.output_dir=<folder>."),
     ],
@@ -305,7 +306,9 @@ def test_a_disk_filling_up_during_training_is_one_sentence_naming_the_file(free_
     line = assert_one_sentence(lrsflows(*TINY, f"paths.output_dir={disk}/out", cwd=tmp_path, check=False))
     run = next(disk.rglob(".hydra")).parent
     assert f"could not write {run}/{unwritten} (No space left on device)" in line, line
-    resume = shlex.join(["python", "-m", "lrsflows", *TINY, f"paths.output_dir={disk}/out", "trainer.resume=true"])
+    resume = shlex.join(
+        [sys.executable, "-m", "lrsflows", *TINY, f"paths.output_dir={disk}/out", "trainer.resume=true"]
+    )
     assert line.endswith(f"then finish it with `{resume}`."), line  # the exact command that continues it
     assert_nothing_half_written(disk)
 
@@ -330,7 +333,7 @@ def test_a_resumed_run_whose_disk_fills_again_or_turns_read_only_resumes_once_fr
         "No space left on device",
         "Read-only file system",
     ], lines
-    resume = shlex.join(["python", "-m", "lrsflows", *settings, "trainer.resume=true"])
+    resume = shlex.join([sys.executable, "-m", "lrsflows", *settings, "trainer.resume=true"])
     assert all(line.endswith(f"then finish it with `{resume}`.") for line in lines), lines
     remount(disk, "rw")
     run = run_dir_of(lrsflows(*settings, "trainer.resume=true", cwd=tmp_path))

@@ -35,6 +35,7 @@ from .errors import (
     WriteError,
     continue_with,
     fail,
+    invocation,
     resume_advice,
     signal_name,
     stop_on_signals,
@@ -116,7 +117,7 @@ def main(config: DictConfig) -> str | None:
     (sweep.SKIPPED, STOPPED, FAILED; None: it finished)."""
     if HydraConfig.get().mode != RunMode.MULTIRUN:
         resumed = [argument for argument in sys.argv[1:] if not argument.startswith("trainer.resume=")]
-        continue_with(shlex.join(["python", "-m", "lrsflows", *resumed, "trainer.resume=true"]))
+        continue_with(shlex.join([*invocation(), *resumed, "trainer.resume=true"]))
         return _run(config)
     sweep_dir = Path(HydraConfig.get().sweep.dir)
     continue_with(continuing_command_of(sweep_dir))

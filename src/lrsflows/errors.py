@@ -1,7 +1,9 @@
 """Errors a user can meet: each message is one sentence that says what happened and what to do."""
 
+import shutil
 import signal
 import sys
+from pathlib import Path
 from typing import NoReturn
 
 
@@ -12,6 +14,17 @@ class RunError(Exception):
 # The exact command that continues the run or sweep this process serves, once the CLI has set it (continue_with);
 # a library caller gets the general advice.
 _resume_command: str | None = None
+
+
+def invocation() -> list[str]:
+    """How to start this Python on lrsflows again from the same folder: `python -m lrsflows` where `python` on the
+    PATH is this interpreter, else this interpreter by its path (e.g. `.venv/bin/python` after `make demo`)."""
+    interpreter = Path(sys.executable)
+    on_path = shutil.which("python")
+    if on_path is not None and Path(on_path).resolve() == interpreter.resolve():
+        return ["python", "-m", "lrsflows"]
+    inside = interpreter.absolute().is_relative_to(Path.cwd())
+    return [str(interpreter.absolute().relative_to(Path.cwd()) if inside else interpreter), "-m", "lrsflows"]
 
 
 def continue_with(command: str) -> None:

@@ -20,6 +20,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from . import stop_request
+from .errors import invocation
 
 log = logging.getLogger(__name__)
 STATE_FILE = "sweep.json"
@@ -41,7 +42,7 @@ def continuing_command(sweep_dir: Path, arguments: list[str]) -> str:
     kept = [arg for arg in arguments if not arg.startswith(("hydra.sweep.dir=", "trainer.resume="))]
     if not {"-m", "--multirun"} & set(kept):
         kept.insert(0, "-m")
-    words = ["python", "-m", "lrsflows", *kept, f"hydra.sweep.dir={sweep_dir.absolute()}", "trainer.resume=true"]
+    words = [*invocation(), *kept, f"hydra.sweep.dir={sweep_dir.absolute()}", "trainer.resume=true"]
     return shlex.join(words)
 
 
