@@ -74,3 +74,19 @@ def test_a_failed_job_is_listed_and_the_sweep_goes_on(tmp_path):
     assert len(list(sweep_dir.rglob("results.json"))) == 1
     assert "error: model.min_bin_width" in output and "1 of 2 jobs finished" in output
     assert "model.num_bins=4,1000" in continuing_command(output)
+
+
+def test_a_signal_to_a_job_of_the_basic_launcher_stops_the_whole_sweep(tmp_path):
+    """Hydra's own launcher runs jobs in its process: the signal lands in the running job, which stops with its
+    last.pt, and the jobs after it are skipped, not started."""
+    sweep_dir = tmp_path / "sweep"
+    basic = [argument for argument in SWEEP if argument != "hydra/launcher=parallel"]
+    process = start([*basic, *LONG_JOBS, "trainer.checkpoint_every=100", f"hydra.sweep.dir={sweep_dir}"], cwd=tmp_path)
+    wait_for(lambda: any(sweep_dir.rglob("checkpoints/last.pt")))
+    process.send_signal(signal.SIGTERM)
+    stdout, stderr = process.communicate(timeout=120)
+    output = stdout + stderr
+    assert process.returncode == 128 + signal.SIGTERM, output
+    assert "job 1/3 stopped" in output and "job 2/3 skipped" in output and "job 3/3 skipped" in output
+    assert len(list(sweep_dir.rglob("checkpoints/last.pt"))) == 1
+    assert "0 of 3 jobs finished (1 unfinished or failed, listed above; 2 not started)" in output

@@ -41,7 +41,7 @@ from .errors import (
     stop_on_signals,
     stopped,
 )
-from .sweep import FAILED, SKIPPED, STOPPED, continuing_command_of, stop_file
+from .sweep import FAILED, SKIPPED, STOPPED, continuing_command_of, runs_in_launcher, stop_file
 
 # The Hydra configs: lrsflows/conf in an installed wheel (setup.py copies them there), else the checkout's conf/
 # beside src/ (an editable install).
@@ -112,9 +112,9 @@ OmegaConf.register_new_resolver("lrsflows.data_kind", data_kind, replace=True)
 @hydra.main(config_path=CONFIG_DIR, config_name="config", version_base="1.3")
 def main(config: DictConfig) -> str | None:
     """One run, or one job of a multirun: a job that fails says why in its sentence and the sweep goes on to list
-    it at the end (sweep.SweepProgress); a job stopped by a signal asks the whole sweep to stop; a job of a
-    stopping sweep, or a finished run asked to resume, is skipped. Returns the job's outcome for the sweep
-    (sweep.SKIPPED, STOPPED, FAILED; None: it finished)."""
+    it at the end (sweep.SweepProgress); a job stopped by a signal in the launcher's process stops the sweep; a
+    job of a stopping sweep, or a finished run asked to resume, is skipped. Returns the job's outcome for the
+    sweep (sweep.SKIPPED, STOPPED, FAILED; None: it finished)."""
     if HydraConfig.get().mode != RunMode.MULTIRUN:
         resumed = [argument for argument in sys.argv[1:] if not argument.startswith("trainer.resume=")]
         continue_with(shlex.join([*invocation(), *resumed, "trainer.resume=true"]))
@@ -131,7 +131,8 @@ def main(config: DictConfig) -> str | None:
         return _run(config)
     except SystemExit as error:  # its sentence is printed; a signal's exit status (128 + n) stops the sweep
         if isinstance(error.code, int) and error.code > 128:
-            stop_request.request(stop_path, error.code - 128)
+            if runs_in_launcher(sweep_dir):  # jobs elsewhere (a preempted cluster job) stop alone
+                stop_request.request(stop_path, error.code - 128)
             return STOPPED
         return FAILED
     finally:

@@ -8,6 +8,7 @@ polled by every job's training loop: lrsflows.stop_request)."""
 
 import json
 import logging
+import os
 import shlex
 import signal
 import sys
@@ -46,6 +47,13 @@ def continuing_command(sweep_dir: Path, arguments: list[str]) -> str:
     return shlex.join(words)
 
 
+def runs_in_launcher(sweep_dir: Path) -> bool:
+    """Whether this process is the sweep's launcher (the basic launcher runs its jobs in it): a signal to a job
+    here is a signal to the sweep. A job elsewhere (a joblib worker, a cluster job) stops alone; there a stop of the
+    sweep reaches the launcher itself."""
+    return json.loads((sweep_dir / STATE_FILE).read_text())["launcher_pid"] == os.getpid()
+
+
 def continuing_command_of(sweep_dir: Path) -> str:
     """The continuing command on_multirun_start recorded for the sweep in `sweep_dir`."""
     return json.loads((sweep_dir / STATE_FILE).read_text())["command"]
@@ -79,6 +87,7 @@ class SweepProgress(Callback):
             "jobs": job_count(config),
             "started": time.time(),
             "command": continuing_command(sweep_dir, sys.argv[1:]),
+            "launcher_pid": os.getpid(),
         }
         (sweep_dir / STATE_FILE).write_text(json.dumps(state, indent=2))
         log.info(
@@ -109,7 +118,12 @@ class SweepProgress(Callback):
         done, jobs = len(ended), state["jobs"]
         elapsed = time.time() - state["started"]
         worked = sum(path.read_text() != SKIPPED for path in ended)
-        eta = f", about {_duration(elapsed / worked * (jobs - done))} left" if worked and done < jobs else ""
+        stopping = stop_request.requested(stop_file(sweep_dir)) is not None
+        eta = (
+            f", about {_duration(elapsed / worked * (jobs - done))} left"
+            if worked and done < jobs and not stopping
+            else ""
+        )
         log.info(
             "job %d/%d %s; %d of %d ended, sweep %s%s",
             *(config.hydra.job.num + 1, jobs, outcome or FINISHED, done, jobs, _duration(elapsed), eta),
@@ -139,8 +153,8 @@ class SweepProgress(Callback):
         stop = stop_request.requested(stop_file(sweep_dir))
         if stop is not None:
             raise SystemExit(128 + stop)
-        if any(path.read_text() == FAILED for path in (sweep_dir / ENDED_DIR).iterdir()):
-            raise SystemExit(1)  # each failed job said why
+        if finished < jobs:
+            raise SystemExit(1)  # each job that failed or stopped said why
 
 
 def _state(config: DictConfig) -> dict:
