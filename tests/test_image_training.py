@@ -19,7 +19,7 @@ from lrsflows.train.image_pictures import (
     reconstruction,
     sample_grids,
 )
-from lrsflows.train.kinds import SHOWN_SAMPLES, Drawn, Images, publish
+from lrsflows.train.kinds import SHOWN_SAMPLES, Drawn, Images, Picturing, publish
 
 
 def pixels(count=6, shape=(3, 4, 4), seed=0) -> torch.Tensor:
@@ -169,7 +169,7 @@ def test_task_samples_are_pictured_at_their_temperature_up_to_a_cap(count, tmp_p
     flow = build_image_flow((1, 4, 4), "lrs", num_levels=1, steps_per_level=1, hidden_channels=4, num_blocks=1)
     drawn = Drawn(pixels(count, (1, 4, 4)), 0.5)
     dataset = DatasetConfig(name="mnist", kind="image")
-    [path] = Images().pictures(flow, dataset, tmp_path, None, 7, "mnist · LRS (C) · step 7", drawn=drawn)
+    [path] = Images().pictures(flow, dataset, Picturing(tmp_path, 7, "mnist · LRS (C) · step 7", drawn=drawn))
     assert path == tmp_path / f"samples_n{count}_T0.5.png"
     title, shown = png(path)
     cap = f" (first {SHOWN_SAMPLES} shown)" if count > SHOWN_SAMPLES else ""

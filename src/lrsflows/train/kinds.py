@@ -70,6 +70,20 @@ class Drawn:
         return f"samples_n{len(self.samples)}_T{self.temperature}"
 
 
+@dataclasses.dataclass(frozen=True)
+class Picturing:
+    """What a kind's pictures are for: the folder they go to, TensorBoard (None: files only), the step they show,
+    their title, a training run's data (for pictures that need real examples) and task=sample's drawn samples
+    (pictured instead of fresh ones)."""
+
+    folder: Path
+    step: int
+    title: str
+    logger: RunLogger | None = None
+    data: RunData | None = None
+    drawn: Drawn | None = None
+
+
 class Vectors:
     """Tabular data: fixed splits read from the data root, the paper's tabular/2-D flow, test log-likelihood in
     nats (mean ± 2 s.e.), no pictures."""
@@ -135,20 +149,9 @@ class Vectors:
             )
         return record
 
-    def pictures(
-        self,
-        flow,
-        dataset: DatasetConfig,
-        folder: Path,
-        logger: RunLogger | None,
-        step: int,
-        title: str,
-        data: RunData | None = None,
-        drawn: Drawn | None = None,
-    ) -> list[Path]:
-        """The kind's pictures as PNGs in `folder` (and TensorBoard when a logger is given), each titled `title`
-        and what it shows; `data` (a training run's RunData) only where a picture needs real examples; `drawn`:
-        task=sample's samples, pictured instead of fresh ones. Tabular data has none."""
+    def pictures(self, flow, dataset: DatasetConfig, request: Picturing) -> list[Path]:
+        """The kind's pictures as PNGs in `request.folder` (and TensorBoard when it has a logger), each titled with
+        `request.title` and what it shows. Tabular data has none."""
         return []
 
     def displayed(self, samples: torch.Tensor, dataset: DatasetConfig) -> torch.Tensor:
@@ -163,26 +166,16 @@ class Generated(Vectors):
     name = "toy2d"
     table = "toy2d"
 
-    def pictures(
-        self,
-        flow,
-        dataset: DatasetConfig,
-        folder: Path,
-        logger: RunLogger | None,
-        step: int,
-        title: str,
-        data: RunData | None = None,
-        drawn: Drawn | None = None,
-    ) -> list[Path]:
-        source = density(dataset.name)
+    def pictures(self, flow, dataset: DatasetConfig, request: Picturing) -> list[Path]:
+        source, drawn = density(dataset.name), request.drawn
         figure = density_figure(
             flow,
-            f"{title} · {drawn.label}" if drawn else title,
+            f"{request.title} · {drawn.label}" if drawn else request.title,
             source.log_prob if source.has_log_prob else None,
             samples=drawn.samples if drawn else None,
         )
-        name = drawn.name if drawn else f"density_step{step:07d}"
-        return [publish(figure, folder / f"{name}.png", logger, "density", step)]
+        name = drawn.name if drawn else f"density_step{request.step:07d}"
+        return [publish(figure, request.folder / f"{name}.png", request.logger, "density", request.step)]
 
 
 class Images:
@@ -243,37 +236,30 @@ class Images:
             "num_test": result.count,
         }
 
-    def pictures(
-        self,
-        flow,
-        dataset: DatasetConfig,
-        folder: Path,
-        logger: RunLogger | None,
-        step: int,
-        title: str,
-        data: RunData | None = None,
-        drawn: Drawn | None = None,
-    ) -> list[Path]:
+    def pictures(self, flow, dataset: DatasetConfig, request: Picturing) -> list[Path]:
         """Sample grids at three temperatures and, during training, a reconstruction check of validation images;
         for task=sample one grid of its samples (the first SHOWN_SAMPLES)."""
+        title, step, logger, drawn = request.title, request.step, request.logger, request.drawn
         if drawn is not None:
             shown = drawn.samples[:SHOWN_SAMPLES]
             cap = f" (first {len(shown)} shown)" if len(shown) < len(drawn.samples) else ""
             figure = grid_figure(readable_grid(shown), f"{title} · {drawn.label}{cap}")
-            return [publish(figure, folder / f"{drawn.name}.png", logger, "samples", step)]
+            return [publish(figure, request.folder / f"{drawn.name}.png", logger, "samples", step)]
         pictures = {
             f"samples/temperature_{t}": (grid, f"{title} · T = {t}")
             for t, grid in sample_grids(flow, dataset.num_bits).items()
         }
-        if logger is not None and data is not None:
-            fixed_batch = next(iter(data.validation()))[:RECONSTRUCTED_IMAGES]
+        if logger is not None and request.data is not None:
+            fixed_batch = next(iter(request.data.validation()))[:RECONSTRUCTED_IMAGES]
             grid, error = reconstruction(flow, fixed_batch, dataset.num_bits)
             caption = f"{title} · reconstruction: images (top), x → z → x (bottom), largest error {error:.0e}"
             pictures["reconstruction"] = (grid, caption)
             logger.scalars(step, {"val/reconstruction_error": error})
         return [
             publish(
-                grid_figure(grid, caption), folder / f"{tag.replace('/', '_')}_step{step:07d}.png", logger, tag, step
+                grid_figure(grid, caption),
+                request.folder / f"{tag.replace('/', '_')}_step{step:07d}.png",
+                *(logger, tag, step),
             )
             for tag, (grid, caption) in pictures.items()
         ]

@@ -32,7 +32,7 @@ from ..results.tables import with_error
 from ..transforms.elementwise import elementwise_families
 from . import checkpoint, distributed, restore
 from .distributed import Process
-from .kinds import KINDS, Drawn, RunData, build_flow
+from .kinds import KINDS, Drawn, Picturing, RunData, build_flow
 from .logger import RunLogger
 from .summary import defining_settings, final_metrics, model_summary
 from .trainer import Trainer
@@ -77,7 +77,8 @@ def save_pictures(
         if record.get("kl_gap") is not None:
             parts.append(f"KL gap {with_error(record['kl_gap'], record['kl_gap_error'], 3)} nats")
     kind = KINDS[config.dataset.kind]
-    return kind.pictures(flow, config.dataset, run_dir / "pictures", logger, step, " · ".join(parts), data, drawn)
+    request = Picturing(run_dir / "pictures", step, " · ".join(parts), logger, data, drawn)
+    return kind.pictures(flow, config.dataset, request)
 
 
 def train(config: Config, run_dir: Path) -> dict | None:
