@@ -16,9 +16,13 @@ def request(path: Path, number: int) -> None:
     path.write_text(f"{signal_name(number)}\n")
 
 
-def requested(path: Path | None = None) -> int | None:
-    """The signal number the stop was requested with (the file at `path`, else the one VARIABLE names), or None."""
-    path = path or (Path(os.environ[VARIABLE]) if os.environ.get(VARIABLE) else None)
-    if path is None or not path.exists():
+def polled_file() -> Path | None:
+    """The file this process's job polls (VARIABLE), or None outside a sweep."""
+    return Path(os.environ[VARIABLE]) if os.environ.get(VARIABLE) else None
+
+
+def requested(path: Path) -> int | None:
+    """The signal number a stop was requested with in the file at `path`, or None."""
+    if not path.exists():
         return None
     return signal.Signals[path.read_text().strip()].value

@@ -51,12 +51,12 @@ def runs_in_launcher(sweep_dir: Path) -> bool:
     """Whether this process is the sweep's launcher (the basic launcher runs its jobs in it): a signal to a job
     here is a signal to the sweep. A job elsewhere (a joblib worker, a cluster job) stops alone; there a stop of the
     sweep reaches the launcher itself."""
-    return json.loads((sweep_dir / STATE_FILE).read_text())["launcher_pid"] == os.getpid()
+    return _state(sweep_dir)["launcher_pid"] == os.getpid()
 
 
 def continuing_command_of(sweep_dir: Path) -> str:
     """The continuing command on_multirun_start recorded for the sweep in `sweep_dir`."""
-    return json.loads((sweep_dir / STATE_FILE).read_text())["command"]
+    return _state(sweep_dir)["command"]
 
 
 def job_count(config: DictConfig) -> int:
@@ -104,14 +104,14 @@ class SweepProgress(Callback):
     def on_job_start(self, config: DictConfig, **kwargs) -> None:
         if config.hydra.mode != RunMode.MULTIRUN:
             return
-        state = _state(config)
-        log.info("job %d/%d: %s", config.hydra.job.num + 1, state["jobs"], " ".join(config.hydra.overrides.task))
+        jobs = _state(Path(config.hydra.sweep.dir))["jobs"]
+        log.info("job %d/%d: %s", config.hydra.job.num + 1, jobs, " ".join(config.hydra.overrides.task))
 
     def on_job_end(self, config: DictConfig, job_return, **kwargs) -> None:
         if config.hydra.mode != RunMode.MULTIRUN:
             return
         sweep_dir = Path(config.hydra.sweep.dir)
-        state = _state(config)
+        state = _state(sweep_dir)
         outcome = job_return.return_value if job_return.status.name == "COMPLETED" else FAILED
         (sweep_dir / ENDED_DIR / str(config.hydra.job.num)).write_text(outcome or FINISHED)
         ended = list((sweep_dir / ENDED_DIR).iterdir())
@@ -131,7 +131,6 @@ class SweepProgress(Callback):
 
     def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
         """The sweep's table and report.html, what did not finish, and how to continue; exit 128 + n after a stop."""
-        from .results.collect import collect
         from .results.command import NothingToTabulate, tabulate
         from .results.report import write_report
 
@@ -139,16 +138,17 @@ class SweepProgress(Callback):
         try:
             text, collection = tabulate(sweep_dir)
         except NothingToTabulate as nothing:
-            text, collection = nothing.listing, collect(sweep_dir)
+            text, collection = nothing.listing, nothing.collection
         print(text, flush=True)
-        log.info("report: %s", write_report(sweep_dir))
-        jobs = _state(config)["jobs"]
+        log.info("report: %s", write_report(sweep_dir, collection=collection))
+        state = _state(sweep_dir)
+        jobs = state["jobs"]
         finished, listed = len(collection.runs), len(collection.incomplete)
         if finished < jobs:
             log.info(
                 "%d of %d jobs finished (%d unfinished or failed, listed above; %d not started); continue the sweep, "
                 "skipping the finished jobs: %s",
-                *(finished, jobs, listed, max(jobs - finished - listed, 0), continuing_command_of(sweep_dir)),
+                *(finished, jobs, listed, max(jobs - finished - listed, 0), state["command"]),
             )
         stop = stop_request.requested(stop_file(sweep_dir))
         if stop is not None:
@@ -157,5 +157,6 @@ class SweepProgress(Callback):
             raise SystemExit(1)  # each job that failed or stopped said why
 
 
-def _state(config: DictConfig) -> dict:
-    return json.loads((Path(config.hydra.sweep.dir) / STATE_FILE).read_text())
+def _state(sweep_dir: Path) -> dict:
+    """What on_multirun_start recorded in sweep.json."""
+    return json.loads((sweep_dir / STATE_FILE).read_text())

@@ -30,6 +30,9 @@ COLUMNS = list(dict.fromkeys([*REQUIRED_KEYS, "seed", "unit", "higher_is_better"
 LEGACY = "legacy"  # config_digest prefix of results.json files written before runs recorded their configuration
 LIST_SEPARATOR = ";"
 HYDRA_CONFIG = Path(".hydra") / "config.yaml"
+# What a run without results trains, read from its Hydra config: column -> config key.
+IDENTITY_KEYS = {"dataset": "dataset.name", "model": "model.name", "family": "model.family", "arch": "model.arch"}
+INCOMPLETE_COLUMNS = ["run_dir", "status", "reason", *IDENTITY_KEYS]
 
 
 @dataclass(frozen=True)
@@ -37,7 +40,7 @@ class Collection:
     """Finished training runs (one row each), runs without results, and one-line notes on what was left out."""
 
     runs: pd.DataFrame
-    incomplete: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=["run_dir", "status", "reason"]))
+    incomplete: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=INCOMPLETE_COLUMNS))
     notes: tuple[str, ...] = ()
 
 
@@ -182,23 +185,25 @@ def _drop_repeated_seeds(runs: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
 
 
 def _incomplete_runs(folder: Path, finished: set[Path]) -> pd.DataFrame:
-    """Training run dirs (Hydra config with task=train) without results.json: failed if they left failure.json."""
+    """Training run dirs (Hydra config with task=train) without results.json, with what they train: failed if they
+    left failure.json."""
     rows = []
     for config_path in sorted(folder.rglob(str(HYDRA_CONFIG))):
         run_dir = config_path.parent.parent
-        if run_dir in finished or _task(config_path) != "train":
+        if run_dir in finished or (config := _config(config_path)) is None or config.get("task", "train") != "train":
             continue
+        identity = {key: str(OmegaConf.select(config, path, default="?")) for key, path in IDENTITY_KEYS.items()}
         failure = run_dir / FAILURE_FILE
         if failure.is_file():
-            rows.append({"run_dir": str(run_dir), "status": "failed", "reason": _failure_reason(failure)})
+            rows.append({"run_dir": str(run_dir), "status": "failed", "reason": _failure_reason(failure), **identity})
         else:
-            rows.append({"run_dir": str(run_dir), "status": "unfinished", "reason": "no results.json yet"})
-    return pd.DataFrame(rows, columns=["run_dir", "status", "reason"])
+            rows.append({"run_dir": str(run_dir), "status": "unfinished", "reason": "no results.json yet", **identity})
+    return pd.DataFrame(rows, columns=INCOMPLETE_COLUMNS)
 
 
-def _task(config_path: Path) -> str | None:
+def _config(config_path: Path):
     try:
-        return OmegaConf.to_container(OmegaConf.load(config_path)).get("task", "train")
+        return OmegaConf.load(config_path)
     except Exception as error:  # a torn or hand-edited config: say so, don't lose the table
         log.warning("skipping %s: not a readable config (%s)", config_path, str(error).splitlines()[0])
         return None

@@ -15,10 +15,11 @@ from . import Collection, aggregate, collect, render_markdown, write_tables
 
 class NothingToTabulate(Exception):
     """No finished training run under the folder: str() says what to do; `listing` is the Markdown list of the
-    runs without results (empty when there are none)."""
+    runs without results (empty when there are none), `collection` what was read."""
 
-    def __init__(self, runs: Path, listing: str):
-        self.listing = listing
+    def __init__(self, runs: Path, collection: Collection):
+        listing = render_markdown(aggregate(collection.runs), collection) if not collection.incomplete.empty else ""
+        self.listing, self.collection = listing, collection
         super().__init__(
             f"{listing + chr(10) if listing else ''}no finished training run's results.json under {runs}; train "
             "first, e.g. `python -m lrsflows dataset=miniboone model=lrs`, then run this on the folder holding the runs."
@@ -32,7 +33,7 @@ def tabulate(runs: Path, out: Path | None = None) -> tuple[str, Collection]:
     collection = collect(runs)
     summary = aggregate(collection.runs)
     if summary.empty:
-        raise NothingToTabulate(runs, render_markdown(summary, collection) if not collection.incomplete.empty else "")
+        raise NothingToTabulate(runs, collection)
     written = write_tables(summary, out or runs / "tables", collection)
     text = render_markdown(summary, collection) + "\n\n" + "\n".join(f"wrote {path}" for path in written)
     return text, collection

@@ -20,12 +20,11 @@ import pandas as pd
 from jinja2 import Environment, PackageLoader, select_autoescape
 from matplotlib import colormaps
 from matplotlib.figure import Figure
-from omegaconf import OmegaConf
 
 from ..errors import RunError
 from ..files import write_atomically
 from ..train.logger import METRICS_FILE
-from .collect import HYDRA_CONFIG, Collection, aggregate, collect
+from .collect import HYDRA_CONFIG, IDENTITY_KEYS, Collection, aggregate, collect
 from .tables import build_tables, labelled
 
 log = logging.getLogger(__name__)
@@ -35,8 +34,6 @@ RESULTS_FILE = "results.json"
 PICTURES_DIR = "pictures"
 CURVE_TAG = "val/log_prob"
 FINISHED = "finished"
-# Where a run without results.json records which dataset and model it trains (its Hydra config).
-CONFIG_KEYS = {"dataset": "dataset.name", "model": "model.name", "family": "model.family", "arch": "model.arch"}
 
 
 @dataclass(frozen=True)
@@ -59,13 +56,13 @@ class Run:
         return int(self.metrics["step"].max()) if len(self.metrics) else None
 
 
-def write_report(runs: Path, out: Path | None = None) -> Path:
+def write_report(runs: Path, out: Path | None = None, collection: Collection | None = None) -> Path:
     """Write the report of every training run under `runs` to `out` (default runs/report.html) and return its path;
-    a multirun's end calls this on its sweep dir. FileNotFoundError when `runs` is no folder or holds no training
-    run; WriteError when `out` cannot be written."""
+    a multirun's end calls this on its sweep dir, with the `collection` of it it has made already. FileNotFoundError
+    when `runs` is no folder or holds no training run; WriteError when `out` cannot be written."""
     runs = Path(runs)
     out = Path(out) if out is not None else runs / REPORT_FILE
-    collection = collect(runs)
+    collection = collection if collection is not None else collect(runs)
     if collection.runs.empty and collection.incomplete.empty:
         raise FileNotFoundError(
             f"no training run under {runs}; train first, e.g. `python -m lrsflows -m experiment=demo`, then run this "
@@ -98,10 +95,8 @@ def _page(folder: Path, collection: Collection) -> str:
 
 def _runs(folder: Path, collection: Collection) -> list[Run]:
     """Finished runs and those without results, ordered by dataset, then as the tables order models."""
-    finished = collection.runs[["run_dir", *CONFIG_KEYS]].assign(status=FINISHED, reason="")
-    identities = [_identity(Path(run_dir)) for run_dir in collection.incomplete["run_dir"]]
-    unfinished = pd.concat([collection.incomplete, pd.DataFrame(identities, columns=list(CONFIG_KEYS))], axis=1)
-    frame = labelled(pd.concat([finished, unfinished], ignore_index=True))
+    finished = collection.runs[["run_dir", *IDENTITY_KEYS]].assign(status=FINISHED, reason="")
+    frame = labelled(pd.concat([finished, collection.incomplete], ignore_index=True))
     frame = frame.sort_values("dataset", kind="stable")
     return [
         Run(
@@ -118,12 +113,6 @@ def _runs(folder: Path, collection: Collection) -> list[Run]:
         )
         for position, row in enumerate(frame.itertuples())
     ]
-
-
-def _identity(run_dir: Path) -> dict[str, str]:
-    """Dataset and model of a run without results, from its Hydra config (which collect has read already)."""
-    config = OmegaConf.load(run_dir / HYDRA_CONFIG)
-    return {key: str(OmegaConf.select(config, path, default="?")) for key, path in CONFIG_KEYS.items()}
 
 
 def _name(folder: Path, run_dir: Path) -> str:

@@ -71,6 +71,7 @@ class Trainer:
         self.best_val, self.best_step = -math.inf, 0
         self.elapsed = 0.0
         self.stop_signal: int | None = None
+        self.stop_file = stop_request.polled_file()  # a sweep's stop, asked through a file (None: not in a sweep)
         # (step, loss, gradient norm) of the first non-finite step since the start, zeros while there is none.
         self.nonfinite = torch.zeros(3, dtype=torch.float64, device=process.device)
         self.resumed_from: Path | None = None  # another run's last.pt this one started from (trainer.resume_from)
@@ -128,18 +129,18 @@ class Trainer:
                 if self._due(settings.log_every) or self._due(settings.val_every):
                     self._check_finite()
                 if self._due(settings.log_every):
-                    now = time.perf_counter()
+                    now, mean_loss = time.perf_counter(), loss.item()  # one host sync for the log and the bar
                     self._log(
                         {
-                            "train/loss": loss.item(),
-                            **self._log_likelihood("train", loss.item()),
+                            "train/loss": mean_loss,
+                            **self._log_likelihood("train", mean_loss),
                             "lr": self.scheduler.get_last_lr()[0],
                             "grad_norm": grad_norm.item(),
                             "steps_per_sec": window_steps / (now - window_start),
                         }
                     )
                     window_start, window_steps = now, 0
-                    progress = {"loss": f"{loss.item():.3f}"}
+                    progress = {"loss": f"{mean_loss:.3f}"}
                     if math.isfinite(self.best_val):
                         progress["best val"] = f"{self.best_val:.3f}"
                     bar.set_postfix(progress, refresh=False)
@@ -276,8 +277,8 @@ class Trainer:
 
     def _signalled(self) -> bool:
         """Whether any process was signalled; all processes agree, so they stop at the same step."""
-        if self.stop_signal is None:
-            self.stop_signal = stop_request.requested()  # a sweep's stop, asked through a file
+        if self.stop_signal is None and self.stop_file is not None:
+            self.stop_signal = stop_request.requested(self.stop_file)
         anyone = distributed.any_process(self.stop_signal is not None, self.process)
         if anyone and self.stop_signal is None:
             self.stop_signal = signal.SIGTERM  # another process was signalled; torchrun signals them all
